@@ -1,0 +1,46 @@
+# The few commands a newcomer needs. Each sets up what it needs from nothing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export MPLCONFIGDIR ?= $(CURDIR)/.venv/mplconfig
+
+.PHONY: help setup services demo test lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(STAMP)  ## create .venv and install aura-ops with its dependencies
+
+services:  ## install Prometheus and Alertmanager (Debian packages; needs root)
+	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then \
+	  echo "prometheus and alertmanager present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	else \
+	  echo "prometheus/alertmanager missing: run 'sudo make services' (tests that need them skip)"; \
+	fi
+
+demo: setup  ## break the sandbox and watch the high-error-rate runbook find the cause
+	$(BIN)/aura-ops drill high-error-rate
+
+test: setup services  ## install everything and run the test suite
+	$(BIN)/pytest
+
+lint: setup  ## ruff on code and notebooks; notebooks must be committed without outputs
+	$(BIN)/ruff check aura_ops tests notebooks
+	$(BIN)/nbstripout --verify notebooks/*.ipynb
+
+format: setup  ## format code, strip notebook outputs
+	$(BIN)/ruff format aura_ops tests
+	$(BIN)/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill" notebooks/*.ipynb
+
+clean:  ## remove the virtualenv and outputs
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,49 @@
+"""Child process of :func:`aura_ops.runner.run_runbook`: execute one notebook with papermill.
+
+Runs in its own session so the parent can enforce a whole-run deadline by killing the process
+group (this process and its kernel). papermill writes the output notebook before raising, so a
+failed run still leaves its evidence; the error is summarised in ``error_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+
+def main(spec_path: str) -> int:
+    with open(spec_path, encoding="utf-8") as fh:
+        spec = json.load(fh)
+    warnings.simplefilter("ignore")
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        papermill.execute_notebook(
+            spec["input"],
+            spec["output"],
+            parameters=spec["parameters"],
+            kernel_name="python3",
+            cwd=spec.get("cwd"),
+            progress_bar=bool(spec.get("progress")),
+            request_save_on_cell_execute=True,
+            start_timeout=60,
+        )
+    except PapermillExecutionError as exc:
+        error = {
+            "error": f"{exc.ename}: {exc.evalue}",
+            "cell_index": exc.cell_index,
+            "execution_count": exc.exec_count,
+        }
+    except Exception as exc:  # kernel died, notebook unreadable, ...
+        error = {"error": f"{type(exc).__name__}: {exc}"}
+    else:
+        return 0
+    with open(spec["error_path"], "w", encoding="utf-8") as fh:
+        json.dump(error, fh)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,249 @@
+"""The ``aura-ops`` command line.
+
+Exit codes: ``run`` and ``drill`` follow the monitoring-plugin convention for the verdict
+(0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN); a drill whose verdict was wrong exits 1.
+Bad input (unknown runbook, malformed parameter, unknown environment) exits 64 with a one-line
+error, so it can never be mistaken for a verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from aura_ops.errors import AuraOpsError, ConfigError
+from aura_ops.findings import Status
+
+EXIT_USAGE = 64
+EXIT_INTERNAL = 70
+
+_COLOURS = {
+    Status.OK: "32",
+    Status.INFO: "34",
+    Status.UNKNOWN: "90",
+    Status.WARNING: "33",
+    Status.CRITICAL: "31",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"aura-ops: error: {message}\n")
+
+
+def _paint(status: Status, text: str) -> str:
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        return text
+    return f"\x1b[{_COLOURS[status]};1m{text}\x1b[0m"
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"malformed parameter {item!r}", hint="use -p NAME=VALUE")
+        params[key.strip()] = value
+    return params
+
+
+def _print_run(result: object, *, top: int = 5) -> None:
+    from aura_ops.runner import RunResult
+
+    assert isinstance(result, RunResult)
+    v = result.verdict
+    print(f"{_paint(v.status, v.status.name)}  {v.headline}")
+    shown = [f for f in result.findings if f.status >= Status.UNKNOWN][:top] or list(
+        result.findings[:top]
+    )
+    from aura_ops.findings import rank
+
+    for f in rank(shown):
+        print(f"  {_paint(f.status, f'{f.status.name:<8}')} {f.summary}")
+    print(f"report: {result.report}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from aura_ops.runner import list_runbooks
+
+    books = list_runbooks()
+    for book in books:
+        print(f"{book.name:<22} {book.summary or book.title}")
+        if args.verbose:
+            for name, spec in book.parameters.items():
+                default = spec.get("default")
+                helptext = spec.get("help") or ""
+                print(f"    -p {name}={default}  ({spec.get('inferred_type_name')}) {helptext}")
+    if not books:
+        print("no runbooks found (looked in notebooks/)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aura_ops.runner import run_runbook
+
+    result = run_runbook(
+        args.runbook,
+        env=args.env,
+        params=_parse_params(args.param),
+        output_root=args.output,
+        timeout_s=args.timeout,
+        progress=not args.quiet,
+    )
+    _print_run(result)
+    return result.exit_code
+
+
+def cmd_drill(args: argparse.Namespace) -> int:
+    from aura_ops.drill import run_drill
+
+    def say(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    fault: str | None = None if args.no_fault else (args.fault or "")
+    result = run_drill(
+        args.runbook, fault=fault, output_root=args.output, say=say, progress=not args.quiet
+    )
+    _print_run(result.run)
+    if result.fault is None:
+        expectation = "OK (no fault injected)"
+    else:
+        expectation = (
+            f"WARNING or CRITICAL naming {', '.join(result.fault.expect)} "
+            f"(fault {result.fault.name}: {result.fault.summary})"
+        )
+    verdict = "PASSED" if result.passed else "FAILED"
+    print(f"drill {verdict} in {result.seconds:.1f} s: expected {expectation}")
+    if result.missing:
+        print(f"  the verdict did not name: {', '.join(result.missing)}")
+    return 0 if result.passed else 1
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from aura_ops.sandbox import Sandbox
+
+    with Sandbox() as sb:
+        for name in args.fault:
+            sb.inject(name)
+        if args.traffic:
+            sb.start_traffic(rps=args.traffic)
+        print(f"sandbox running at {sb.base_url} (Ctrl-C to stop)")
+        for key, value in sb.environment().items():
+            print(f"  -p {key}={value}")
+        print(f"  export {sb.environment()['dsn_env']}='{sb.dsn}'")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("stopping sandbox")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="aura-ops",
+        description="Executable runbooks for on-call engineers: run a runbook notebook against "
+        "your systems and get a verdict with its evidence.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              aura-ops drill high-error-rate          break the sandbox, run the runbook, judge it
+              aura-ops run high-error-rate --env prod -p lookback_minutes=30
+              aura-ops list -v                        runbooks and their parameters
+
+            exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 bad input"""),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "list",
+        help="list runbooks with a one-line description",
+        description="List runbooks (read from notebooks/).",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="also list each parameter")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "run",
+        help="run a runbook and write its evidence report",
+        description="Execute a runbook with papermill. Parameters: the notebook's "
+        "defaults, then --env, then -p. Writes outputs/<date>/<run>/ with "
+        "notebook.ipynb, report.html and findings.json; exits with the verdict.",
+    )
+    p.add_argument("runbook", help="runbook name (see `aura-ops list`)")
+    p.add_argument("--env", help="environment: parameters/environments/ENV.yaml")
+    p.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a runbook parameter (repeatable)",
+    )
+    p.add_argument("-o", "--output", type=Path, help="output root (default: ./outputs)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="wall-clock limit for the whole run (default 600)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "drill",
+        help="inject a fault into the sandbox and run its runbook",
+        description="Start the built-in sandbox, inject the runbook's fault, "
+        "drive traffic, run the runbook against it and check that the verdict "
+        "names the cause. Exits 0 when the drill passed.",
+    )
+    p.add_argument("runbook", help="runbook name")
+    p.add_argument("--fault", help="fault to inject (default: the runbook's first)")
+    p.add_argument("--no-fault", action="store_true", help="inject nothing: the verdict must be OK")
+    p.add_argument("-o", "--output", type=Path, help="output root (default: ./outputs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_drill)
+
+    p = sub.add_parser(
+        "sandbox",
+        help="start the sandbox and keep it running",
+        description="Start the sandbox service and PostgreSQL on loopback and "
+        "print the parameters that point a runbook at it.",
+    )
+    p.add_argument("--fault", action="append", default=[], help="fault to inject (repeatable)")
+    p.add_argument(
+        "--traffic",
+        type=float,
+        default=0.0,
+        metavar="RPS",
+        help="drive background traffic at RPS requests per second",
+    )
+    p.set_defaults(func=cmd_sandbox)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AuraOpsError as exc:
+        print(f"aura-ops: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("aura-ops: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
