@@ -267,8 +267,9 @@ def check_errors_after_change(
     target = last.previous or "the previous version"
     service = last.service or "aura-api"
     hint = f"Roll back {service} to {target}: kubectl rollout undo deployment/{service}"
+    # errors that appeared only after the change point at it as the cause
     return [
-        f.replace(hint=hint, labels={**f.labels, "change": last.to_dict()})
+        f.replace(hint=hint, labels={**f.labels, "change": last.to_dict(), "role": "cause"})
         if f.status >= Status.WARNING
         else f
         for f in findings

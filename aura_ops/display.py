@@ -60,6 +60,8 @@ def _badge(status: Status) -> str:
 
 
 def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return _esc(f"{v:.4g}")
     if isinstance(v, (dict, list)):
         return f"<code>{_esc(json.dumps(v, default=str)[:300])}</code>"
     return _esc(str(v))
@@ -108,11 +110,10 @@ def format_finding(f: Finding, *, open_evidence: bool = False) -> str:
     """One finding as a card: status, summary, observed vs expected, hint, source, evidence."""
     colour = COLOURS[f.status]
     rows = []
-    if f.observed is not None or f.expected is not None:
-        rows.append(
-            f"<b>Observed</b> {_value(f.observed)} &nbsp;·&nbsp; "
-            f"<b>Expected</b> {_value(f.expected)}"
-        )
+    pairs = (("Observed", f.observed), ("Expected", f.expected))
+    seen = [f"<b>{k}</b> {_value(v)}" for k, v in pairs if v is not None]
+    if seen:
+        rows.append(" &nbsp;·&nbsp; ".join(seen))
     if f.hint:
         rows.append(f"<b>Next</b> {_esc(f.hint)}")
     meta = "".join(f'<div style="margin-top:3px">{r}</div>' for r in rows)

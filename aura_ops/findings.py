@@ -263,9 +263,10 @@ def unknown(
 
 
 def rank(findings: Iterable[Finding]) -> list[Finding]:
-    """Findings worst first; ties keep their original order."""
+    """Findings worst first; among equals, causes (``labels["role"] == "cause"``) before
+    symptoms; otherwise the original order is kept."""
     items = list(findings)
-    return sorted(items, key=lambda f: -int(f.status))
+    return sorted(items, key=lambda f: (-int(f.status), f.labels.get("role") != "cause"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,7 +291,8 @@ def roll_up(findings: Sequence[Finding] | Iterable[Finding], *, top_n: int = 3) 
     """The verdict of a set of findings: the worst status wins.
 
     No findings at all is ``UNKNOWN``: nothing was looked at, so nothing can be called healthy.
-    The headline names the top findings when anything is wrong.
+    When anything is wrong the headline is the top finding (a cause before its symptoms) and
+    how many more share the worst status.
     """
     items = list(findings)
     counts = {s.name: 0 for s in Status}
@@ -304,5 +306,8 @@ def roll_up(findings: Sequence[Finding] | Iterable[Finding], *, top_n: int = 3) 
     if worst <= Status.INFO:
         headline = f"All {len(items)} checks OK."
     else:
-        headline = " · ".join(f.summary for f in top if f.status == worst) or top[0].summary
+        headline = top[0].summary
+        more = counts[worst.name] - 1
+        if more:
+            headline += f" (+{more} more {worst.name})"
     return Verdict(worst, counts, top, headline)

@@ -142,13 +142,19 @@ def render_report(nb: nbformat.NotebookNode, record: Mapping[str, Any]) -> str:
     title = record.get("title") or record.get("runbook", "runbook")
     window = record.get("window", {})
     params = record.get("parameters", {})
+    def when(value: Any) -> str:
+        try:
+            return dt.datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M:%S UTC")
+        except ValueError:
+            return str(value or "?")
+
     meta_rows = [
         ("Runbook", record.get("runbook", "")),
         ("Run", record.get("run_id", "")),
         ("Environment", record.get("environment") or "-"),
         ("Trigger", record.get("trigger", "")),
-        ("Window", f"{window.get('start', '?')} → {window.get('end', '?')}"),
-        ("Started", record.get("started_at", "")),
+        ("Window", f"{when(window.get('start'))} → {when(window.get('end'))}"),
+        ("Started", when(record.get("started_at"))),
         ("Duration", f"{record.get('duration_s', 0):.1f} s"),
         ("Execution", record.get("execution", {}).get("status", "")),
     ]

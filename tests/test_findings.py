@@ -27,6 +27,9 @@ def test_roll_up_takes_the_worst() -> None:
     v = roll_up([f("OK"), f("CRITICAL", "render fails"), f("WARNING"), f("UNKNOWN")])
     assert v.status == Status.CRITICAL
     assert v.headline == "render fails"
+    v2 = roll_up([f("CRITICAL", "symptom"), Finding("c2", "s", Status.CRITICAL, "cause",
+                                                    labels={"role": "cause"})])
+    assert v2.headline == "cause (+1 more CRITICAL)"
     assert v.counts == {"OK": 1, "INFO": 0, "UNKNOWN": 1, "WARNING": 1, "CRITICAL": 1}
     assert [x.status for x in v.top] == [Status.CRITICAL, Status.WARNING, Status.UNKNOWN]
 
