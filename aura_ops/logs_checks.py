@@ -127,7 +127,8 @@ def check_error_types(
     t = table.iloc[0]
     where = f" on {t['routes']}" if t["routes"] else ""
     summary = (
-        f"{total} errors in {len(table)} types; top: {t['error_type']} ×{t['count']}"
+        f"{total} errors of {len(table)} type{'s' if len(table) != 1 else ''}; "
+        f"top: {t['error_type']} ×{t['count']}"
         f"{where} (first {fmt_ts(t['first_seen'])}, last {fmt_ts(t['last_seen'])})"
     )
     rows = with_error_keys(events)
@@ -397,11 +398,13 @@ def _new_error_finding(
     ev: Evidence,
 ) -> Finding:
     on = f" on {r['endpoint']}" if r["endpoint"] else ""
-    delay = fmt_delay((r["first_after"] - at).total_seconds())
+    seconds = (r["first_after"] - at).total_seconds()
+    delay = "within a second" if seconds < 1 else f"{fmt_delay(seconds)}"
     verb = "started" if r["before"] == 0 else "surged"
     base = "; no log lines before it to compare with" if no_baseline else ""
     summary = (
-        f"{r['error_type']}{on} {verb} {delay} after {what}: "
+        f"{r['error_type']}{on} {verb} {delay}{'' if seconds < 1 else ' after'}"
+        f"{' of' if seconds < 1 else ''} {what}: "
         f"{r['after']} errors, {r['before']} before{base}"
     )
     return ctx.finding(

@@ -240,7 +240,7 @@ def test_check_error_types_ranks_and_counts(api: pd.DataFrame) -> None:
     assert f.status == Status.CRITICAL
     assert f.observed == 62
     assert f.summary == (
-        "62 errors in 2 types; top: KeyError ×57 on POST /api/render "
+        "62 errors of 2 types; top: KeyError ×57 on POST /api/render "
         "(first 2026-11-23 23:30:16Z, last 2026-11-23 23:34:56Z)"
     )
     table = f.evidence[0].data
