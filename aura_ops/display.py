@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from aura_ops.findings import Evidence, Finding, Status, Verdict, roll_up
@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 FINDINGS_MIME = "application/vnd.aura-ops.findings+json"
+#: Next steps: ``{finding summary: what to do}`` or ``[[summary, what to do], ...]``.
+Steps = Mapping[str, str] | Sequence[Sequence[str]]
 VERDICT_MIME = "application/vnd.aura-ops.verdict+json"
 
 COLOURS = {
@@ -158,13 +160,13 @@ def format_findings(findings: Iterable[Finding]) -> str:
 
 
 def format_verdict(
-    verdict: Verdict, *, title: str = "Verdict", next_steps: Mapping[str, str] | None = None
+    verdict: Verdict, *, title: str = "Verdict", next_steps: Steps | None = None
 ) -> str:
     """The verdict banner: worst status, headline, counts, top findings, next steps."""
     colour = COLOURS[verdict.status]
     counts = " · ".join(f"{n} {k}" for k, n in verdict.counts.items() if n)
     top = "".join(f"<li>{_badge(f.status)} {_esc(f.summary)}</li>" for f in verdict.top)
-    steps = "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>" for k, v in (next_steps or {}).items())
+    steps = "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>" for k, v in step_pairs(next_steps))
     return (
         f'<div class="aura-verdict" style="border:2px solid {colour};background:{colour}1f;'
         f'padding:10px 14px;border-radius:4px;color:inherit;margin:8px 0">'
@@ -182,6 +184,16 @@ def format_verdict(
         )
         + "</div>"
     )
+
+
+def step_pairs(steps: Steps | None) -> list[list[str]]:
+    """Next steps as ``[[summary, step], ...]``, dropping repeated steps."""
+    items = steps.items() if isinstance(steps, Mapping) else (steps or [])
+    out: list[list[str]] = []
+    for summary, step in items:
+        if step not in (s for _, s in out):
+            out.append([str(summary), str(step)])
+    return out
 
 
 def _display(bundle: dict[str, Any]) -> None:
@@ -228,15 +240,14 @@ def reset() -> None:
 
 
 def conclude(
-    *, title: str = "Verdict", next_steps: Mapping[str, str] | None = None, top_n: int = 3
+    *, title: str = "Verdict", next_steps: Steps | None = None, top_n: int = 3
 ) -> Verdict:
     """Roll up everything shown so far, render the verdict banner and record it."""
     verdict = roll_up(collected(), top_n=top_n)
-    steps = dict(next_steps or {})
-    if not steps:  # by default, the hints of the findings that decide the verdict
-        for f in verdict.top:
-            if f.hint and f.status >= Status.WARNING and f.hint not in steps.values():
-                steps[f.summary] = f.hint
+    # by default, the hints of the findings that decide the verdict, in their order. Kept as
+    # a list of pairs: notebooks are saved with sorted keys, which would reorder a dict.
+    steps = step_pairs(next_steps) or [
+        [f.summary, f.hint] for f in verdict.top if f.hint and f.status >= Status.WARNING]
     _display(
         {
             "text/html": format_verdict(verdict, title=title, next_steps=steps),

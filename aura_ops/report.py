@@ -175,7 +175,7 @@ def render_report(nb: nbformat.NotebookNode, record: Mapping[str, Any]) -> str:
 <div style="border-top:6px solid {colour};padding-top:10px">
 <h1>{_esc(str(title))}</h1>
 <table class="meta">{meta}</table></div>
-{format_verdict(verdict, next_steps=record.get("next_steps") or {})}
+{format_verdict(verdict, next_steps=record.get("next_steps") or [])}
 <h2>Findings ({len(findings)})</h2>{cards}
 <h2>Runbook as executed</h2>{_narrative(nb)}
 <h2>Parameters</h2><table class="meta">{param_rows}</table>

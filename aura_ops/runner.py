@@ -356,7 +356,7 @@ def _evidence(
         "duration_s": round(duration, 3),
         "execution": dict(execution),
         "verdict": verdict.to_dict(),
-        "next_steps": recorded.get("next_steps", {}),
+        "next_steps": recorded.get("next_steps", []),
         "findings": [f.to_dict() for f in findings],
         "versions": _versions(),
         "files": {"notebook": "notebook.ipynb", "report": "report.html"},
