@@ -290,7 +290,8 @@ class Verdict:
 def roll_up(findings: Sequence[Finding] | Iterable[Finding], *, top_n: int = 3) -> Verdict:
     """The verdict of a set of findings: the worst status wins.
 
-    No findings at all is ``UNKNOWN``: nothing was looked at, so nothing can be called healthy.
+    INFO findings inform; they never raise the verdict above OK. No findings at all is
+    ``UNKNOWN``: nothing was looked at, so nothing can be called healthy.
     When anything is wrong the headline is the top finding (a cause before its symptoms) and
     how many more share the worst status.
     """
@@ -303,8 +304,8 @@ def roll_up(findings: Sequence[Finding] | Iterable[Finding], *, top_n: int = 3) 
     worst = max(f.status for f in items)
     ranked = [f for f in rank(items) if f.status >= Status.UNKNOWN]
     top = tuple(ranked[:top_n])
-    if worst <= Status.INFO:
-        headline = f"All {len(items)} checks OK."
+    if worst <= Status.INFO:  # informational findings never make a verdict
+        worst, headline = Status.OK, f"All {len(items)} checks OK."
     else:
         headline = top[0].summary
         more = counts[worst.name] - 1

@@ -47,7 +47,8 @@ def test_unknown_beats_ok() -> None:
 
 def test_all_ok_headline() -> None:
     """All-OK runs say how many checks passed."""
-    assert roll_up([f("OK"), f("INFO")]).headline == "All 2 checks OK."
+    v = roll_up([f("OK"), f("INFO")])
+    assert (v.status, v.headline) == (Status.OK, "All 2 checks OK.")
 
 
 def test_unknown_finding_keeps_reason() -> None:
