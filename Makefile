@@ -18,14 +18,19 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install aura-ops with its dependencies
 
-services:  ## install Prometheus and Alertmanager (Debian packages; needs root)
-	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null; then \
-	  echo "prometheus and alertmanager present"; \
+# Debian packages the tests need: Prometheus and Alertmanager processes, a PostgreSQL server
+# with pg_stat_statements (the embedded pgserver build lacks it).
+APT_PACKAGES := prometheus prometheus-alertmanager postgresql
+
+services:  ## install Prometheus, Alertmanager and PostgreSQL (Debian packages; needs root)
+	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null \
+	    && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  echo "prometheus, alertmanager and postgresql present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	    --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	else \
-	  echo "prometheus/alertmanager missing: run 'sudo make services' (tests that need them skip)"; \
+	  echo "$(APT_PACKAGES) missing: run 'sudo make services' (tests that need them skip)"; \
 	fi
 
 demo: setup  ## break the sandbox and watch the high-error-rate runbook find the cause

@@ -10,7 +10,7 @@ Order of preference:
    which the pgserver wheel does not ship. Trust auth on a private Unix socket (the DSN) and
    ``scram-sha-256`` on ``127.0.0.1:<tcp_port>`` for roles that have a password. As root the
    server runs as the ``postgres`` (else ``nobody``) user. ``CREATE EXTENSION pg_stat_statements``
-   is left to the caller.
+   is left to the caller. :func:`start_standby` adds a streaming replica of such a server.
 
 The handle's :attr:`Postgres.dsn` is a secret-free libpq URI for embedded servers (trust auth
 on a private socket directory); for a given DSN it is the caller's value.
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["Postgres", "start_postgres", "system_postgres_bindir"]
+__all__ = ["Postgres", "start_postgres", "start_standby", "system_postgres_bindir"]
 
 
 @dataclasses.dataclass
@@ -124,7 +124,6 @@ def _give_to(path: Path, user: pwd.struct_passwd | None) -> None:
 
 def _pg(bindir: Path, user: pwd.struct_passwd | None, *args: str) -> None:
     """Run a PostgreSQL tool (as ``user`` when given); a failure raises with its output."""
-    ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
     proc = subprocess.run(  # noqa: S603 - fixed binaries, our own arguments
         [str(bindir / args[0]), *args[1:]],
         capture_output=True,
@@ -132,13 +131,24 @@ def _pg(bindir: Path, user: pwd.struct_passwd | None, *args: str) -> None:
         timeout=60,
         cwd="/",
         check=False,
-        **ids,  # type: ignore[arg-type]
+        user=user.pw_uid if user else None,
+        group=user.pw_gid if user else None,
+        extra_groups=[] if user else None,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr or proc.stdout}")
 
 
-def _start_system(path: Path) -> Postgres:
+def start_standby(primary: Postgres, data_dir: str | os.PathLike[str]) -> Postgres:
+    """A streaming replica of a ``kind="system"`` primary (``pg_basebackup -R``), same options."""
+    if primary.kind != "system":
+        raise ValueError("start_standby needs a primary started with prefer='system'")
+    path = Path(data_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return _start_system(path, replica_of=primary.dsn)
+
+
+def _start_system(path: Path, *, replica_of: str | None = None) -> Postgres:
     bindir = system_postgres_bindir()
     if bindir is None:
         raise RuntimeError(
@@ -151,7 +161,10 @@ def _start_system(path: Path) -> Postgres:
     if len(str(path)) > 90:  # Unix socket paths are limited to ~107 bytes
         sock_dir = Path(tempfile.mkdtemp(prefix="aura-pg-"))
         _give_to(sock_dir, user)
-    if not (path / "PG_VERSION").exists():
+    if replica_of and not (path / "PG_VERSION").exists():
+        _pg(bindir, user, "pg_basebackup", "-D", str(path), "-R", "-X", "stream", "-c", "fast",
+            "-d", replica_of)  # fmt: skip
+    elif not (path / "PG_VERSION").exists():
         _pg(bindir, user, "initdb", "-D", str(path), "-U", "postgres", "-E", "UTF8",
             "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync")  # fmt: skip
     options = (
