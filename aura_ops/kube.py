@@ -63,8 +63,8 @@ from aura_ops.kube_frames import (
 
 __all__ = [
     "CHANGE_CAUSE_ANNOTATION",
-    "REVISION_ANNOTATION",
     "KubeApiClient",
+    "REVISION_ANNOTATION",
     "check_events",
     "check_pod_resources",
     "check_pods",

@@ -47,13 +47,21 @@ from aura_ops.prometheus import scrape
 
 __all__ = [
     "bucket_quantile",
+    "check_cpu",
     "check_error_ratio",
     "check_latency_p95",
     "check_latency_p99",
     "check_latency_quantile",
+    "check_memory",
+    "check_prometheus_up",
+    "check_queue_depth",
+    "check_restarts",
+    "check_targets",
     "duration_s",
     "fetch_series",
     "histogram_quantile",
+    "query",
+    "query_range",
     "scrape",
 ]
 
@@ -432,3 +440,14 @@ def fetch_series(
     )
     df.insert(2, "series", pd.Series(series, index=df.index, dtype=object) if len(df) else [])
     return df.sort_values(["series", "ts"], kind="stable").reset_index(drop=True)
+
+
+# The rest of the metrics surface lives in smaller modules; notebooks reach it all here.
+from aura_ops.metrics_resources import (  # noqa: E402
+    check_cpu,
+    check_memory,
+    check_queue_depth,
+    check_restarts,
+)
+from aura_ops.prometheus import query, query_range  # noqa: E402
+from aura_ops.prometheus_checks import check_prometheus_up, check_targets  # noqa: E402

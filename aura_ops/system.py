@@ -51,9 +51,9 @@ from aura_ops.system_gpu import (
 
 __all__ = [
     "APP_QUERY_FIELDS",
+    "DirScan",
     "GPU_QUERY_FIELDS",
     "PSEUDO_FS",
-    "DirScan",
     "check_cuda_oom",
     "check_disk_usage",
     "check_gpu_memory",
