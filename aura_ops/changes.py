@@ -195,7 +195,8 @@ def check_recent_change(
             evidence=(table,),
             source=source,
             reproduce=reproduce,
-            hint=f"If the errors started after it, roll back to {last.previous or 'the previous version'}.",
+            hint="If the errors started after it, roll back to "
+            f"{last.previous or 'the previous version'}.",
             labels={"version": last.version, "at": last.at.isoformat()},
         )
     ]

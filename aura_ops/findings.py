@@ -59,7 +59,8 @@ class Status(IntEnum):
         try:
             return cls[str(value).strip().upper()]
         except KeyError:
-            raise ValueError(f"unknown status {value!r}; expected one of {[s.name for s in cls]}")
+            names = [s.name for s in cls]
+            raise ValueError(f"unknown status {value!r}; expected one of {names}") from None
 
     def __str__(self) -> str:
         return self.name

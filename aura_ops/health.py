@@ -265,7 +265,9 @@ def check_components(url: str, *, timeout_s: float = 5.0) -> list[Finding]:
 
 
 def check_readiness(url: str, *, timeout_s: float = 5.0) -> list[Finding]:
-    """Readiness with dependency detail (seed 003 ``/health/readyz``): names the failing dependency."""
+    """Readiness with dependency detail (seed 003 ``/health/readyz``).
+
+    Names the failing dependency (``Component database is Unhealthy``)."""
     findings = [
         f.replace(check="health.readiness", reproduce=f"check_readiness({url!r})")
         for f in check_components(url, timeout_s=timeout_s)

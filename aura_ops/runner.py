@@ -17,6 +17,7 @@ saying why the run is incomplete.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -185,10 +186,8 @@ def _versions() -> dict[str, str]:
 
     out = {"python": sys.version.split()[0]}
     for dist in ("aura-ops", "papermill", "pandas", "nbclient", "ipykernel"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist.replace("-", "_")] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

@@ -27,7 +27,7 @@ def test_exit_code_follows_verdict(project: Path, level: str, code: int) -> None
 
 
 def test_output_layout(project: Path) -> None:
-    """A run writes notebook.ipynb, report.html and findings.json under <date>/<time>-<name>-<id>/."""
+    """A run writes notebook.ipynb, report.html, findings.json in <date>/<time>-<name>-<id>/."""
     result = run_runbook("verdict", params={"level": "WARNING"}, output_root=project / "out")
     assert sorted(p.name for p in result.run_dir.iterdir()) == [
         "findings.json", "notebook.ipynb", "report.html"]

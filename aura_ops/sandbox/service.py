@@ -319,10 +319,9 @@ class SandboxService:
 
     # --- metrics ----------------------------------------------------------------------------
     def metrics(self, request: Request) -> Response:
-        try:
+        # the exposition still answers while the database is down
+        with contextlib.suppress(Exception):
             self.telemetry.queue_depth.set(self.store.queue_depth())
-        except Exception:
-            pass  # the exposition still answers while the database is down
         self.telemetry.workers.set(0 if self.active("worker-stall") else 2)
         return Response(
             generate_latest(self.telemetry.registry),
