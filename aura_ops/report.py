@@ -127,6 +127,12 @@ details.skipped{margin:6px 0;font-size:12.5px} .counts span{margin-right:10px}
 """
 
 
+def _severity_text(severity: Mapping[str, Any] | None) -> str:
+    if not severity:
+        return "-"
+    return f"{severity.get('level')} / {severity.get('priority')} ({severity.get('reason')})"
+
+
 def render_report(nb: nbformat.NotebookNode, record: Mapping[str, Any]) -> str:
     """The whole report as one self-contained HTML page (no external assets)."""
     findings = [Finding.from_dict(d) for d in record.get("findings", [])]
@@ -157,6 +163,7 @@ def render_report(nb: nbformat.NotebookNode, record: Mapping[str, Any]) -> str:
         ("Started", when(record.get("started_at"))),
         ("Duration", f"{record.get('duration_s', 0):.1f} s"),
         ("Execution", record.get("execution", {}).get("status", "")),
+        ("Severity", _severity_text(record.get("severity"))),
     ]
     meta = "".join(
         f"<tr><td><b>{_esc(k)}</b></td><td>{_esc(str(val))}</td></tr>" for k, val in meta_rows

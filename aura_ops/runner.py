@@ -41,6 +41,7 @@ from aura_ops.errors import ConfigError, RunbookError
 from aura_ops.findings import Finding, Status, Verdict, roll_up
 from aura_ops.redact import Redactor, default_redactor
 from aura_ops.report import extract_findings, extract_verdict, render_report
+from aura_ops.severity import assess
 
 __all__ = [
     "RunResult",
@@ -332,6 +333,10 @@ def _evidence(
     verdict = roll_up(findings)
     recorded = extract_verdict(nb) or {}
     try:
+        severity: dict[str, str] | None = assess(findings).to_dict()
+    except ConfigError:
+        severity = None
+    try:
         start, end = window(
             str(params.get("window_start", "")),
             str(params.get("window_end", "")),
@@ -355,6 +360,7 @@ def _evidence(
         "duration_s": round(duration, 3),
         "execution": dict(execution),
         "verdict": verdict.to_dict(),
+        "severity": severity,
         "next_steps": recorded.get("next_steps", []),
         "findings": [f.to_dict() for f in findings],
         "versions": _versions(),

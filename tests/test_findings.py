@@ -94,3 +94,18 @@ def test_parse_rejects_unknown_status() -> None:
     """An unknown status name is a clear error."""
     with pytest.raises(ValueError, match="unknown status"):
         Status.parse("fine")
+
+
+def test_severity_follows_the_seeds_thresholds() -> None:
+    """Error rate > 5 % is SEV-1/P0, 3-5 % SEV-2, 1-3 % SEV-3; a service down is SEV-1."""
+    from aura_ops.severity import assess
+
+    def ratio(r: float) -> Finding:
+        return Finding("metrics.error_ratio", "POST /x", Status.CRITICAL, "s", observed=r)
+
+    assert assess([ratio(0.20)]).level == "SEV-1"
+    assert assess([ratio(0.04)]).level == "SEV-2"
+    assert (assess([ratio(0.02).replace(status=Status.WARNING)]).level,
+            assess([ratio(0.02).replace(status=Status.WARNING)]).priority) == ("SEV-3", "P2")
+    assert assess([Finding("health.endpoint", "api", Status.CRITICAL, "down")]).level == "SEV-1"
+    assert assess([f("OK")]).level == "SEV-4"
