@@ -20,12 +20,13 @@ setup: $(STAMP)  ## create .venv and install aura-ops with its dependencies
 
 # Debian packages the tests need: Prometheus and Alertmanager processes, a PostgreSQL server
 # with pg_stat_statements (the embedded pgserver build lacks it).
-APT_PACKAGES := prometheus prometheus-alertmanager postgresql
+# Debian's chromium drives the JupyterLab browser test (Playwright never downloads a browser).
+APT_PACKAGES := prometheus prometheus-alertmanager postgresql chromium
 
 services:  ## install Prometheus, Alertmanager and PostgreSQL (Debian packages; needs root)
 	@if command -v prometheus >/dev/null && command -v prometheus-alertmanager >/dev/null \
-	    && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
-	  echo "prometheus, alertmanager and postgresql present"; \
+	    && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && command -v chromium >/dev/null; then \
+	  echo "$(APT_PACKAGES) present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends $(APT_PACKAGES) >/dev/null; \

@@ -8,7 +8,7 @@ below are the few a runbook needs directly.
 
 from __future__ import annotations
 
-from aura_ops.config import load_environment, secret, window
+from aura_ops.config import connect, load_environment, secret, window
 from aura_ops.display import collected, conclude, show, show_figure
 from aura_ops.errors import (
     AuraOpsError,
@@ -38,6 +38,7 @@ __all__ = [
     "__version__",
     "collected",
     "conclude",
+    "connect",
     "load_environment",
     "roll_up",
     "secret",

@@ -60,13 +60,15 @@ def _print_run(result: object, *, top: int = 5) -> None:
     assert isinstance(result, RunResult)
     v = result.verdict
     print(f"{_paint(v.status, v.status.name)}  {v.headline}")
-    shown = [f for f in result.findings if f.status >= Status.UNKNOWN][:top] or list(
-        result.findings[:top]
-    )
     from aura_ops.findings import rank
 
-    for f in rank(shown):
+    ranked = rank(result.findings)
+    shown = [f for f in ranked if f.status >= Status.UNKNOWN][:top] or ranked[:top]
+    for f in shown:
         print(f"  {_paint(f.status, f'{f.status.name:<8}')} {f.summary}")
+    severity = result.record.get("severity")
+    if severity and v.status >= Status.WARNING:
+        print(f"severity: {severity['level']} / {severity['priority']} ({severity['reason']})")
     print(f"report: {result.report}")
 
 
@@ -145,6 +147,56 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("stopping sandbox")
     return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from aura_ops.lab import run_lab
+
+    return run_lab(
+        args.runbook,
+        env=args.env,
+        sandbox=args.sandbox,
+        faults=args.fault,
+        port=args.port,
+        open_browser=not args.no_browser,
+        traffic_rps=args.traffic,
+    )
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from aura_ops.lab import open_run
+
+    return open_run(
+        args.run,
+        output_root=args.output,
+        port=args.port,
+        open_browser=not args.no_browser,
+        overwrite=args.fresh,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aura_ops.server import ServeOptions, serve
+
+    options = ServeOptions(
+        workers=args.workers,
+        run_timeout_s=args.run_timeout,
+        max_body_bytes=args.max_body,
+        retention_days=args.retention_days,
+        retention_runs=args.retention_runs,
+        public_url=args.public_url,
+    )
+    return serve(
+        host=args.host,
+        port=args.port,
+        routes_path=args.routes,
+        db_path=args.db,
+        output_root=args.output,
+        options=options,
+        storm_window_s=args.storm_window,
+        max_queue=args.max_queue,
+        log_level=args.log_level,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +281,85 @@ def build_parser() -> argparse.ArgumentParser:
         help="drive background traffic at RPS requests per second",
     )
     p.set_defaults(func=cmd_sandbox)
+    p = sub.add_parser(
+        "lab",
+        help="open the runbooks in JupyterLab, pointed at an environment or the sandbox",
+        description="Start JupyterLab on notebooks/ (127.0.0.1, with a token) and print its "
+        "URL. --env preselects an environment: a runbook's connect() uses it without edits. "
+        "--sandbox also starts the sandbox with background traffic (and --fault injects one) "
+        "and points the runbooks at it: a fire drill. Ctrl-C stops everything.",
+    )
+    p.add_argument("runbook", nargs="?", help="runbook to open (default: the fault's runbook)")
+    p.add_argument("--env", help="environment to preselect: parameters/environments/ENV.yaml")
+    p.add_argument("--sandbox", action="store_true", help="start the sandbox and point at it")
+    p.add_argument(
+        "--fault", action="append", default=[], help="with --sandbox: fault to inject (repeatable)"
+    )
+    p.add_argument(
+        "--traffic",
+        type=float,
+        default=10.0,
+        metavar="RPS",
+        help="with --sandbox: background requests per second (default 10)",
+    )
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the URL, open no browser")
+    p.set_defaults(func=cmd_lab)
+
+    p = sub.add_parser(
+        "open",
+        help="open a finished run in JupyterLab as a working copy",
+        description="Copy a run's executed notebook to outputs/worksheets/RUN.ipynb (the run "
+        "directory is left untouched), pin the run's parameters and time window so that "
+        "re-run cells look at the same window, and open it in JupyterLab. Ctrl-C stops it.",
+    )
+    p.add_argument("run", help="run id (e.g. 101523-high-error-rate-3f9c) or run directory")
+    p.add_argument("-o", "--output", type=Path, help="output root (default: ./outputs)")
+    p.add_argument("--fresh", action="store_true", help="replace an existing working copy")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--no-browser", action="store_true", help="print the URL, open no browser")
+    p.set_defaults(func=cmd_open)
+    p = sub.add_parser(
+        "serve",
+        help="receive Alertmanager/Grafana/PagerDuty webhooks and run the matching runbook",
+        description="Webhook receiver: POST /alertmanager, /grafana, /pagerduty; run history at "
+        "GET /runs. Routes and the NAMES of the env vars holding the webhook secrets are in the "
+        "routes file; deliveries, episodes and runs are kept in the SQLite database "
+        "(see docs/alerting.md).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9095, help="port (default 9095)")
+    p.add_argument("--routes", type=Path, help="routes file (default parameters/routes.yaml)")
+    p.add_argument("--db", type=Path, help="SQLite database (default outputs/aura-ops.db)")
+    p.add_argument("-o", "--output", type=Path, help="output root (default: ./outputs)")
+    p.add_argument("--workers", type=int, default=2, help="runs at once (default 2)")
+    p.add_argument(
+        "--run-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="wall-clock limit per run (default 300)",
+    )
+    p.add_argument("--max-queue", type=int, default=100, help="queued runs before dropping")
+    p.add_argument(
+        "--storm-window",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="alerts of one group within this window share a run (default 300)",
+    )
+    p.add_argument(
+        "--max-body",
+        type=int,
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="largest delivery accepted (default 1 MiB)",
+    )
+    p.add_argument("--retention-days", type=float, default=30.0, help="keep runs this long")
+    p.add_argument("--retention-runs", type=int, default=1000, help="keep at most this many")
+    p.add_argument("--public-url", default="", help="base URL of report links in notifications")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -7,7 +7,8 @@ back from the executed notebook -- the report never re-runs a check. ``conclude(
 the verdict of everything shown so far.
 
 Colours are translucent over ``inherit`` text so cards read in JupyterLab's light and dark
-themes alike.
+themes alike; fonts and rules use JupyterLab's CSS variables, with fallbacks for the HTML report.
+Everything from a finding (log lines, labels, URLs) is escaped: it is data, never markup.
 """
 
 from __future__ import annotations
@@ -51,22 +52,42 @@ COLOURS = {
 _SHOWN: dict[tuple[str, str], Finding] = {}
 
 _esc = html.escape
+_MONO = "font-family:var(--jp-code-font-family,monospace);font-size:11.5px"
+_RULE = "var(--jp-border-color2,rgba(127,127,127,.35))"
+# badge text: dark on the light yellow, white on the others (contrast in both themes)
+_BADGE_TEXT = {Status.WARNING: "#1b1b1b"}
 
 
 def _badge(status: Status) -> str:
     return (
-        f'<span style="background:{COLOURS[status]};color:#fff;border-radius:3px;'
-        f'padding:1px 7px;font-size:11px;font-weight:700;letter-spacing:.04em">'
-        f"{status.name}</span>"
+        f'<span style="background:{COLOURS[status]};color:{_BADGE_TEXT.get(status, "#fff")};'
+        f"border-radius:3px;padding:1px 7px;font-size:11px;font-weight:700;"
+        f'letter-spacing:.04em;white-space:nowrap">{status.name}</span>'
     )
 
 
 def _value(v: Any) -> str:
+    if v is None:
+        return "—"
     if isinstance(v, float):
         return _esc(f"{v:.4g}")
     if isinstance(v, (dict, list)):
         return f"<code>{_esc(json.dumps(v, default=str)[:300])}</code>"
     return _esc(str(v))
+
+
+def _cell(v: Any, align: str) -> str:
+    return f'<td style="text-align:{align};padding:2px 8px;vertical-align:top">{_value(v)}</td>'
+
+
+def _reproduce(f: Finding) -> str:
+    """The reproduce call as a runbook notebook runs it (:func:`aura_ops.lab.reproduce_call`)."""
+    try:
+        from aura_ops.lab import reproduce_call
+
+        return reproduce_call(f)
+    except Exception:  # rendering never fails on a reproduce string it cannot qualify
+        return f.reproduce
 
 
 def format_evidence(ev: Evidence) -> str:
@@ -76,16 +97,19 @@ def format_evidence(ev: Evidence) -> str:
     if ev.kind == "table":
         data = ev.data or {}
         cols = data.get("columns", [])
-        head = "".join(f'<th style="text-align:left;padding:2px 8px">{_esc(c)}</th>' for c in cols)
-        body = "".join(
-            "<tr>"
-            + "".join(
-                f'<td style="padding:2px 8px;vertical-align:top">{_value(v)}</td>' for v in row
-            )
-            + "</tr>"
-            for row in data.get("rows", [])
+        rows = data.get("rows", [])
+        # JupyterLab right-aligns every cell: numbers right, text left, per column
+        aligns = ["right" if _numeric(rows, i) else "left" for i in range(len(cols))]
+        head = "".join(
+            f'<th style="text-align:{a};padding:2px 8px;border-bottom:1px solid {_RULE}">'
+            f"{_esc(c)}</th>"
+            for a, c in zip(aligns, cols, strict=False)
         )
-        shown, total = len(data.get("rows", [])), data.get("total_rows", 0)
+        body = "".join(
+            "<tr>" + "".join(_cell(v, a) for a, v in zip(aligns, row, strict=False)) + "</tr>"
+            for row in rows
+        )
+        shown, total = len(rows), data.get("total_rows", 0)
         more = (
             f'<div style="opacity:.7;font-size:11px">showing {shown} of {total} rows</div>'
             if total > shown
@@ -93,7 +117,7 @@ def format_evidence(ev: Evidence) -> str:
         )
         return (
             f'{title}<div style="overflow-x:auto"><table style="border-collapse:collapse;'
-            f'font-size:12px"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+            f'font-size:12px;margin:0"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
             f"{more}{note}"
         )
     if ev.kind == "image":
@@ -103,8 +127,17 @@ def format_evidence(ev: Evidence) -> str:
         )
     text = ev.data if ev.kind == "text" else json.dumps(ev.data, indent=2, default=str)
     return (
-        f'{title}<pre style="white-space:pre-wrap;font-size:11.5px;max-height:320px;'
-        f'overflow:auto;margin:0">{_esc(str(text))}</pre>{note}'
+        f'{title}<pre style="white-space:pre-wrap;{_MONO};max-height:320px;'
+        f'overflow:auto;margin:0;padding:4px 6px;background:rgba(127,127,127,.08)">'
+        f"{_esc(str(text))}</pre>{note}"
+    )
+
+
+def _numeric(rows: list[Any], i: int) -> bool:
+    """Whether column ``i`` holds numbers (ignoring empty cells)."""
+    values = [r[i] for r in rows if i < len(r) and r[i] is not None]
+    return bool(values) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
     )
 
 
@@ -121,8 +154,8 @@ def format_finding(f: Finding, *, open_evidence: bool = False) -> str:
     meta = "".join(f'<div style="margin-top:3px">{r}</div>' for r in rows)
     src = (
         (
-            f'<details style="margin-top:4px"><summary style="cursor:pointer;opacity:.8">Query '
-            f'</summary><pre style="white-space:pre-wrap;font-size:11.5px;margin:2px 0">'
+            f'<details style="margin-top:4px"><summary style="cursor:pointer;opacity:.8">Source '
+            f'</summary><pre style="white-space:pre-wrap;{_MONO};margin:2px 0">'
             f"{_esc(f.source)}</pre></details>"
         )
         if f.source
@@ -130,8 +163,9 @@ def format_finding(f: Finding, *, open_evidence: bool = False) -> str:
     )
     rep = (
         (
-            f'<div style="margin-top:3px;font-size:11.5px;opacity:.8">Reproduce: '
-            f"<code>{_esc(f.reproduce)}</code></div>"
+            f'<div style="margin-top:3px;font-size:11.5px"><span style="opacity:.8">Reproduce'
+            f'</span> <code style="{_MONO};user-select:all;word-break:break-all">'
+            f"{_esc(_reproduce(f))}</code></div>"
         )
         if f.reproduce
         else ""
@@ -239,15 +273,14 @@ def reset() -> None:
     _SHOWN.clear()
 
 
-def conclude(
-    *, title: str = "Verdict", next_steps: Steps | None = None, top_n: int = 3
-) -> Verdict:
+def conclude(*, title: str = "Verdict", next_steps: Steps | None = None, top_n: int = 3) -> Verdict:
     """Roll up everything shown so far, render the verdict banner and record it."""
     verdict = roll_up(collected(), top_n=top_n)
     # by default, the hints of the findings that decide the verdict, in their order. Kept as
     # a list of pairs: notebooks are saved with sorted keys, which would reorder a dict.
     steps = step_pairs(next_steps) or [
-        [f.summary, f.hint] for f in verdict.top if f.hint and f.status >= Status.WARNING]
+        [f.summary, f.hint] for f in verdict.top if f.hint and f.status >= Status.WARNING
+    ]
     _display(
         {
             "text/html": format_verdict(verdict, title=title, next_steps=steps),

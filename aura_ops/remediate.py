@@ -20,13 +20,14 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aura_ops.errors import RemediationRefused
+from aura_ops.errors import ConfigError, RemediationRefused
 from aura_ops.findings import Finding
 
 __all__ = [
@@ -34,10 +35,15 @@ __all__ = [
     "Mitigation",
     "audit_log_path",
     "execute",
+    "plan_backup",
+    "plan_create_index",
+    "plan_delete_old_files",
     "plan_restart",
     "plan_rollback",
     "plan_scale",
+    "plan_set_env",
     "plan_terminate_backend",
+    "plan_terminate_idle",
 ]
 
 
@@ -74,8 +80,11 @@ class ActionResult:
 
 
 def audit_log_path() -> Path:
-    """Where mitigations are audited (``AURA_OPS_AUDIT_LOG`` or ``outputs/audit.jsonl``)."""
-    return Path(os.environ.get("AURA_OPS_AUDIT_LOG") or Path("outputs") / "audit.jsonl")
+    """Where mitigations are audited: ``AURA_OPS_AUDIT_LOG``, else ``outputs/audit.jsonl`` of
+    the project (not of the kernel's working directory, which is ``notebooks/``)."""
+    from aura_ops.config import project_root
+
+    return Path(os.environ.get("AURA_OPS_AUDIT_LOG") or project_root() / "outputs" / "audit.jsonl")
 
 
 def _audit(m: Mitigation, outcome: str, approver: str, reason: str, output: str = "") -> None:
@@ -165,6 +174,126 @@ def plan_terminate_backend(
         "terminate_backend",
         ("psql", f"${dsn_env}", "-c", sql),
         f"Terminate PostgreSQL backend {int(pid)}",
+        _evidence(findings),
+    )
+
+
+# --- database and file mitigations (runbooks database-connections, slow-performance,
+# backup-failure, storage-space) ------------------------------------------------------------
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _sql_name(name: str, what: str) -> str:
+    if not _SQL_NAME.fullmatch(name.strip()):
+        raise ConfigError(f"{what} {name!r} is not a plain SQL identifier")
+    return name.strip()
+
+
+def plan_terminate_idle(
+    dsn_env: str,
+    *,
+    state: str = "idle",
+    older_than_s: float = 600,
+    application: str = "",
+    findings: Sequence[Finding] = (),
+) -> Mitigation:
+    """Terminate sessions in ``state`` for ``older_than_s`` (seed 004 "Kill idle connections").
+
+    ``state`` is ``"idle"`` or ``"idle in transaction"``; ``application`` narrows it to one
+    ``application_name`` (the leaking pool).
+    """
+    if state not in ("idle", "idle in transaction", "idle in transaction (aborted)"):
+        raise ConfigError(f"state must be an idle state, not {state!r}")
+    where = (
+        f"state = '{state}' AND state_change < now() - interval '{int(older_than_s)} seconds' "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+    if application:
+        where += " AND application_name = '" + application.replace("'", "''") + "'"
+    sql = f"SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}"
+    return Mitigation(
+        "terminate_idle",
+        ("psql", f"${dsn_env}", "-c", sql),
+        f"Terminate sessions {state} for more than {int(older_than_s)} s"
+        + (f" from {application}" if application else ""),
+        _evidence(findings),
+    )
+
+
+def plan_create_index(
+    table: str,
+    columns: str | Sequence[str],
+    *,
+    dsn_env: str,
+    findings: Sequence[Finding] = (),
+) -> Mitigation:
+    """``CREATE INDEX CONCURRENTLY`` (seed 004 "Add database index"; 004's post-mortem: always
+    CONCURRENTLY on a live table, it does not block writes)."""
+    cols = [c.strip() for c in (columns.split(",") if isinstance(columns, str) else columns)]
+    cols = [_sql_name(c, "column") for c in cols if c]
+    if not cols:
+        raise ConfigError("name the column(s) to index")
+    table = _sql_name(table, "table")
+    name = f"{table.split('.')[-1]}_{'_'.join(cols)}_idx"
+    sql = f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {table} ({', '.join(cols)})"
+    return Mitigation(
+        "create_index",
+        ("psql", f"${dsn_env}", "-c", sql),
+        f"Create index {name} on {table} ({', '.join(cols)}) without blocking writes",
+        _evidence(findings),
+    )
+
+
+def plan_backup(
+    dsn_env: str, backup_dir: str | Path, *, findings: Sequence[Finding] = ()
+) -> Mitigation:
+    """A manual ``pg_dump -Fc`` into ``backup_dir`` (seed 004 "Run manual backup")."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    path = Path(backup_dir) / f"manual-{stamp}.dump"
+    return Mitigation(
+        "backup",
+        ("pg_dump", "--format=custom", f"--file={path}", f"${dsn_env}"),
+        f"Back up the database now to {path}",
+        _evidence(findings),
+    )
+
+
+def plan_delete_old_files(
+    directory: str | Path,
+    *,
+    older_than_days: int,
+    pattern: str = "*",
+    findings: Sequence[Finding] = (),
+) -> Mitigation:
+    """``find DIR -type f -name PATTERN -mtime +N -delete`` (seed 004 "Clean up old backups",
+    seed 003 storage cleanup). Dry-run shows the command; approve only after reviewing."""
+    days = int(older_than_days)
+    if days < 1:
+        raise ConfigError("older_than_days must be at least 1")
+    return Mitigation(
+        "delete_old_files",
+        ("find", str(directory), "-type", "f", "-name", pattern, "-mtime", f"+{days}", "-delete"),
+        f"Delete files matching {pattern} older than {days} days under {directory}",
+        _evidence(findings),
+    )
+
+
+def plan_set_env(
+    deployment: str,
+    env: Mapping[str, str],
+    *,
+    namespace: str = "default",
+    findings: Sequence[Finding] = (),
+) -> Mitigation:
+    """``kubectl set env`` (seed 000 "Enable offline mode": ``OFFLINE_MODE=true``); the pods
+    roll out again with the new values. Never put a secret value here: name a Secret instead."""
+    pairs = [f"{k}={v}" for k, v in env.items()]
+    if not pairs:
+        raise ConfigError("plan_set_env needs at least one variable")
+    return Mitigation(
+        "set_env",
+        ("kubectl", "set", "env", f"deployment/{deployment}", *pairs, "-n", namespace),
+        f"Set {', '.join(pairs)} on {deployment} (rolls its pods)",
         _evidence(findings),
     )
 
