@@ -13,7 +13,7 @@ import os
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -110,6 +110,10 @@ def cmd_drill(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
+    if args.all:
+        return _drill_all(args, say)
+    if not args.runbook:
+        raise ConfigError("name a runbook, or use --all")
     fault: str | None = None if args.no_fault else (args.fault or "")
     result = run_drill(
         args.runbook, fault=fault, output_root=args.output, say=say, progress=not args.quiet
@@ -127,6 +131,32 @@ def cmd_drill(args: argparse.Namespace) -> int:
     if result.missing:
         print(f"  the verdict did not name: {', '.join(result.missing)}")
     return 0 if result.passed else 1
+
+
+def _drill_all(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    """Every fault of the catalogue with its runbook, and every runbook once without a fault."""
+    from aura_ops.drill import run_drill
+    from aura_ops.sandbox import FAULTS
+
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    failures = 0
+    runbooks = list(dict.fromkeys(f.runbook for f in FAULTS.values()))
+    for runbook in runbooks:
+        clean = run_drill(runbook, fault=None, output_root=args.output, say=say)
+        failures += not clean.passed
+        for fault in (f for f in FAULTS.values() if f.runbook == runbook):
+            broken = run_drill(runbook, fault=fault.name, output_root=args.output, say=say)
+            failures += not broken.passed
+            named = ", ".join(broken.named) + (
+                f" (missing: {', '.join(broken.missing)})" if broken.missing else "")
+            rows.append((runbook, fault.name, broken.status.name, clean.status.name, named,
+                         f"{broken.seconds + clean.seconds:.0f}"))
+    head = ("runbook", "fault", "with fault", "without", "verdict named", "seconds")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for row in [head, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"{len(rows)} drills, {failures} failed")
+    return 1 if failures else 0
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -259,7 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
         "drive traffic, run the runbook against it and check that the verdict "
         "names the cause. Exits 0 when the drill passed.",
     )
-    p.add_argument("runbook", help="runbook name")
+    p.add_argument("runbook", nargs="?", help="runbook name")
+    p.add_argument("--all", action="store_true",
+                   help="every fault of the catalogue, and every runbook without a fault: "
+                   "prints one table")
     p.add_argument("--fault", help="fault to inject (default: the runbook's first)")
     p.add_argument("--no-fault", action="store_true", help="inject nothing: the verdict must be OK")
     p.add_argument("-o", "--output", type=Path, help="output root (default: ./outputs)")

@@ -34,3 +34,32 @@ def test_no_fault_is_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert out.startswith("OK")
     assert "drill PASSED" in out
+
+
+def test_drill_all_prints_one_table(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`drill --all` runs every fault and every runbook clean, and prints one row per fault."""
+    import aura_ops.drill as drill_mod
+    from aura_ops.drill import DrillResult
+    from aura_ops.sandbox import FAULTS
+
+    calls: list[tuple[str, str | None]] = []
+
+    class FakeRun:
+        def __init__(self, status: Status) -> None:
+            self.verdict = type("V", (), {"status": status})()
+
+    def fake(runbook: str, *, fault: str | None = "", **_: object) -> DrillResult:
+        calls.append((runbook, fault))
+        chosen = FAULTS[fault] if fault else None
+        status = Status.CRITICAL if chosen else Status.OK
+        return DrillResult(runbook, chosen, FakeRun(status), chosen.expect if chosen else (),
+                           (), 1.0)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(drill_mod, "run_drill", fake)
+    assert main(["drill", "--all"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["runbook", "fault", "with"]
+    assert len(out) == 1 + len(FAULTS) + 1
+    assert {f for _, f in calls if f} == set(FAULTS)
+    assert out[-1] == f"{len(FAULTS)} drills, 0 failed"
