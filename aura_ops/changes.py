@@ -82,21 +82,28 @@ class Change:
 def fetch_changes(path: str | Path) -> list[Change]:
     """Read a JSON-lines change record (``{"at", "version", ...}`` per line), oldest first.
 
-    Malformed lines are skipped. A missing file raises :class:`SourceUnavailableError`.
+    Malformed lines are skipped. A missing, unreadable or non-regular file (a FIFO would block
+    forever), or one where no line is a change, raises :class:`SourceUnavailableError`.
     """
     p = Path(path)
+    if p.exists() and not p.is_file():
+        raise SourceUnavailableError(f"change record {p} is not a regular file", source=str(p))
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise SourceUnavailableError(
-            f"cannot read change record {p}: {exc.strerror}", source=str(p)
-        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        msg = f"cannot read change record {p}: {why}"
+        raise SourceUnavailableError(msg, source=str(p)) from exc
     out = []
     for line in lines:
         try:
             out.append(Change.from_mapping(json.loads(line), source=str(p)))
         except (ValueError, KeyError, TypeError):
             continue
+    if not out and any(line.strip() for line in lines):
+        raise SourceUnavailableError(
+            f"change record {p}: none of its {len(lines)} lines is a JSON change", source=str(p)
+        )
     return sorted(out, key=lambda c: c.at)
 
 
@@ -150,7 +157,7 @@ def check_recent_change(
 
     A change inside the window is a ``WARNING`` lead (suspect it first); none is ``OK``.
     """
-    source = str(changes_path) if not isinstance(changes_path, Sequence) else "changes"
+    source = str(changes_path) if isinstance(changes_path, (str, Path)) else "changes"
     reproduce = f"check_recent_change({source!r}, window_start={window_start.isoformat()!r})"
     try:
         changes = (

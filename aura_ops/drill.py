@@ -93,10 +93,13 @@ def run_drill(
             params["window_start"] = start.isoformat()
         say(f"running runbook {runbook}")
         run = run_runbook(
-            runbook, params=params, output_root=output_root, trigger="drill", progress=progress
-        )
+            runbook, params=params, output_root=output_root, trigger="drill", progress=progress,
+            extra_env=sandbox.kernel_env(),
+        )  # fmt: skip
     said = _said(run)
     expect = chosen.expect if chosen else ()
+    if chosen is not None and chosen.runbook != runbook:  # a router (triage) names the runbook
+        expect = (chosen.runbook,)
     named = tuple(w for w in expect if w in said)
     missing = tuple(w for w in expect if w not in said)
     return DrillResult(runbook, chosen, run, named, missing, time.monotonic() - t0)

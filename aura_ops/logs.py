@@ -1,7 +1,8 @@
 """Application logs → events DataFrames → findings (the runbooks' ``grep | sort | uniq -c``).
 
 Read: :func:`read_events` (a window or a filter, into memory), :func:`search` (pattern in a
-window), :func:`trace` (one correlation ID across every source, in time order). Judge:
+window), :func:`trace` (one correlation ID across every source, in time order; with the
+database server's log and judged: :func:`fetch_trace`, :func:`check_trace`). Judge:
 :func:`check_error_types`, :func:`check_failing_endpoints`, :func:`check_errors_since`,
 :func:`check_latency`, and :func:`check_log_errors` (reads and judges; a source that cannot be
 read becomes an UNKNOWN finding). Helpers: :func:`error_timeline`, :func:`latency_percentiles`,
@@ -44,18 +45,22 @@ from .logs_stats import (
     latency_percentiles,
     summarize_file,
 )
+from .logs_trace import POSTGRES_LOG, check_trace, fetch_trace
 
 __all__ = [
     "LogFormat",
     "LogLines",
     "LogSummary",
+    "POSTGRES_LOG",
     "auto_freq",
     "check_error_types",
     "check_errors_since",
     "check_failing_endpoints",
     "check_latency",
     "check_log_errors",
+    "check_trace",
     "error_timeline",
+    "fetch_trace",
     "latency_percentiles",
     "load_events",
     "plot_error_rate",

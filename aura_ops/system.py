@@ -1,6 +1,7 @@
 """Local host diagnostics: memory and processes here; disk per mount and the biggest
 directories and files (:mod:`aura_ops.system_disk`) and GPU memory and CUDA OOM errors
-(:mod:`aura_ops.system_gpu`) re-exported, so ``aura_ops.system`` is the one place to import from.
+(:mod:`aura_ops.system_gpu`, :mod:`aura_ops.system_gpu_logs`) re-exported, so
+``aura_ops.system`` is the one place to import from.
 
 What the seeds' quick reference runs by hand (``df -h``, ``free -m``, ``ps aux | grep …``,
 ``nvidia-smi``), read straight from the kernel on Linux: ``/proc/mounts`` + ``statvfs`` for
@@ -48,6 +49,7 @@ from aura_ops.system_gpu import (
     parse_nvidia_smi,
     run_command,
 )
+from aura_ops.system_gpu_logs import check_cuda_oom_logs
 
 __all__ = [
     "APP_QUERY_FIELDS",
@@ -55,6 +57,7 @@ __all__ = [
     "GPU_QUERY_FIELDS",
     "PSEUDO_FS",
     "check_cuda_oom",
+    "check_cuda_oom_logs",
     "check_disk_usage",
     "check_gpu_memory",
     "check_largest",

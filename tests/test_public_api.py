@@ -10,8 +10,10 @@ import pytest
 
 import aura_ops
 
-LIBRARY = ["changes", "config", "database", "display", "errors", "findings", "health", "kube",
-           "logs", "metrics", "prometheus", "redact", "remediate", "report", "runner", "system"]
+LIBRARY = ["availability", "backup", "changes", "config", "database", "display", "errors",
+           "findings", "health", "kube", "logs", "memory", "metrics", "prometheus", "providers",
+           "queues", "realtime", "redact", "remediate", "report", "runner", "severity", "storage",
+           "system", "webhooks"]
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 

@@ -16,14 +16,16 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from aura_ops.errors import ConfigError, SourceUnavailableError
+from aura_ops.sandbox import db_faults, gpu, host_faults, tracing
 from aura_ops.sandbox.faults import FAULTS, Fault
+from aura_ops.sandbox.peers import Peers
 from aura_ops.sandbox.postgres import Postgres, start_postgres
 from aura_ops.sandbox.store import init_schema, utcnow_iso
 
@@ -66,6 +68,7 @@ class Sandbox:
         dsn: str | None = None,
         keep: bool = False,
         startup_timeout_s: float = 30.0,
+        postgres: str = "auto",
     ) -> None:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="aura-ops-sandbox-")).resolve()
@@ -74,10 +77,16 @@ class Sandbox:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout_s = startup_timeout_s
         self._dsn = dsn
+        # "auto": the Debian server (pg_stat_statements) when installed, else pgserver
+        self.postgres = db_faults.choose_postgres(postgres)
+        self.held: dict[str, list[Any]] = {}  # connections a database fault keeps open
         self.pg: Postgres | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._traffic: tuple[threading.Thread, threading.Event, TrafficStats] | None = None
         self.injected: list[Fault] = []
+        self.accepted: deque[tuple[float, str]] = deque(maxlen=100)  # renders: (at, id)
+        self.traced_id = ""  # the request a fault wants traced (request-trace)
+        self.peers = Peers(self.workdir)  # provider, webhook endpoint, broker, Kubernetes API
 
     # --- lifecycle --------------------------------------------------------------------------
     @property
@@ -97,8 +106,12 @@ class Sandbox:
     def start(self) -> Sandbox:
         """Start PostgreSQL, create the schema, start the service and wait until it answers."""
         (self.workdir / "state" / "logs").mkdir(parents=True, exist_ok=True)
-        self.pg = start_postgres(self.workdir / "pgdata", dsn=self._dsn)
+        self.pg = start_postgres(self.workdir / "pgdata", dsn=self._dsn, prefer=self.postgres)
         init_schema(self.pg.dsn)
+        db_faults.prepare(self)
+        host_faults.prepare(self)
+        gpu.prepare(self)  # the fake nvidia-smi and the GPU worker's log
+        tracing.prepare(self)  # PostgreSQL logs each session's application_name
         self._record_deploy(
             {
                 "version": "v2.4.0",
@@ -108,7 +121,8 @@ class Sandbox:
             },
             at_offset_s=-3600,
         )
-        env = {**os.environ, DSN_ENV: self.pg.dsn}
+        self.peers.start()
+        env = {**os.environ, DSN_ENV: self.pg.dsn, **self.peers.service_env()}
         log = (self.workdir / "service.out").open("ab")
         self.proc = subprocess.Popen(
             [
@@ -129,6 +143,7 @@ class Sandbox:
         )
         log.close()
         self._wait_ready()
+        self.peers.start_clients(self.base_url)
         return self
 
     def _wait_ready(self) -> None:
@@ -148,7 +163,9 @@ class Sandbox:
 
     def stop(self) -> None:
         """Stop traffic, the service and PostgreSQL; remove the working directory."""
+        host_faults.release(self)  # a stopped (SIGSTOP) API must run again to exit
         self.stop_traffic()
+        db_faults.release(self)  # sessions a database fault holds open
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -159,6 +176,7 @@ class Sandbox:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=5)
         self.proc = None
+        self.peers.stop()
         if self.pg is not None:
             self.pg.stop()
             self.pg = None
@@ -186,6 +204,8 @@ class Sandbox:
                 json={"name": fault.service, "params": dict(fault.params)},
             )
             r.raise_for_status()
+        if fault.apply:
+            fault.apply(self)
         self.injected.append(fault)
         return fault
 
@@ -194,6 +214,8 @@ class Sandbox:
         for fault in self.injected:
             if fault.service:
                 httpx.delete(f"{self.base_url}/_sandbox/faults/{fault.service}", timeout=5.0)
+            if fault.revert:
+                fault.revert(self)
         self.injected.clear()
 
     def _record_deploy(self, deploy: dict[str, str], *, at_offset_s: float = 0.0) -> None:
@@ -260,6 +282,8 @@ class Sandbox:
                 try:
                     r = client.request(method, path, json=body, headers=headers)
                     stats.by_status[r.status_code] += 1
+                    if r.status_code == 202:
+                        self.accepted.append((time.monotonic(), headers["X-Correlation-ID"]))
                 except httpx.HTTPError:
                     stats.failures += 1
                 stats.sent += 1
@@ -275,7 +299,20 @@ class Sandbox:
             "changes_path": str(self.changes_path),
             "dsn_env": DSN_ENV,
             "started_at": utcnow_iso(),
+            **self.peers.environment(self.base_url),
+            "process_pattern": host_faults.process_pattern(self),
+            "data_dir": str(host_faults.data_dir(self)),
+            "data_quota_gib": host_faults.DATA_QUOTA_GIB,
+            "backup_dir": str(host_faults.backup_dir(self)),
+            **gpu.environment(self),
+            "correlation_id": tracing.correlation_id(self),
+            "db_log_paths": tracing.db_log_path(self),
         }
+
+    def kernel_env(self) -> dict[str, str]:
+        """Environment variables a runbook's kernel needs to reach this sandbox: the DSN,
+        under the name ``environment()["dsn_env"]`` gives (it never becomes a parameter)."""
+        return {DSN_ENV: self.dsn, **self.peers.kernel_env()}
 
 
 def _pick_request(rng: random.Random) -> tuple[str, str, dict[str, Any] | None]:

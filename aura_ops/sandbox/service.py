@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -32,11 +33,13 @@ from prometheus_client import (
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import Match, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from aura_ops.sandbox import faults as fault_catalogue
 from aura_ops.sandbox.store import Store, utcnow_iso
+from aura_ops.sandbox.upstreams import ProviderError, Upstreams, serve_job_updates
 
 _CONVERTER = re.compile(r":\w+}")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -153,6 +156,9 @@ class SandboxService:
         self.started = time.monotonic()
         self.leak: list[bytes] = []
         self._stop = threading.Event()
+        tm = self.telemetry
+        self.upstreams = Upstreams(self.log, tm.registry, tm.webhook_failures)
+        self.beats: dict[str, float] = {}
         self.routes = [
             Route("/health/live", self.live),
             Route("/health/ready", self.ready),
@@ -164,6 +170,7 @@ class SandboxService:
             Route("/api/projects/{project_id:int}", self.get_project),
             Route("/api/render", self.render, methods=["POST"]),
             Route("/api/jobs/{job_id:int}", self.get_job),
+            WebSocketRoute("/ws/jobs", self.ws_jobs),
             Route("/_sandbox/faults", self.faults_get, methods=["GET"]),
             Route("/_sandbox/faults", self.faults_set, methods=["POST"]),
             Route("/_sandbox/faults/{name}", self.faults_clear, methods=["DELETE"]),
@@ -196,11 +203,20 @@ class SandboxService:
         )
         return RequestObserver(inner, service=self)
 
-    def start_worker(self) -> None:
-        threading.Thread(target=self._work, name="sandbox-worker", daemon=True).start()
+    def start_worker(self, count: int = 2) -> None:
+        for i in range(count):
+            name = f"sandbox-worker-{i}"
+            threading.Thread(target=self._work, args=(name,), name=name, daemon=True).start()
+        self.upstreams.start()
+
+    def workers_active(self) -> int:
+        """Workers whose loop went round in the last 2 s (a stalled worker stops beating)."""
+        now = time.monotonic()
+        return sum(1 for beat in list(self.beats.values()) if now - beat < 2.0)
 
     def shutdown(self) -> None:
         self._stop.set()
+        self.upstreams.stop()
         self.store.close()
 
     def observe(
@@ -213,6 +229,9 @@ class SandboxService:
         error: BaseException | None,
     ) -> None:
         method = scope["method"]
+        leak = self.active("memory-leak")
+        if leak:  # the leak: every request's payload kept in a cache that is never evicted
+            self.leak.append(b"\x01" * int(leak.get("kib_per_request", 256)) * 1024)
         self.telemetry.requests.labels(method, route, str(status)).inc()
         self.telemetry.latency.labels(method, route).observe(elapsed_s)
         level = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
@@ -236,13 +255,17 @@ class SandboxService:
     def active(self, name: str) -> dict[str, Any] | None:
         return self.faults.get(name)
 
-    def _work(self) -> None:
+    def _work(self, name: str = "sandbox-worker-0") -> None:
         while not self._stop.wait(0.2):
             try:
-                if self.active("worker-stall"):
-                    continue
+                if self.active("worker-stall") is not None:
+                    continue  # hung: no heartbeat, no progress
+                self.beats[name] = time.monotonic()
                 for job_id, cid in self.store.complete_jobs(limit=10):
+                    if not self._render(job_id, cid):
+                        continue  # failed, logged with its correlation ID
                     self.telemetry.jobs_completed.inc()
+                    self.upstreams.job_completed(job_id, cid)
                     self.log.write(
                         level="INFO",
                         logger="aura.worker",
@@ -260,6 +283,27 @@ class SandboxService:
                     error_type=type(exc).__name__,
                     error=str(exc),
                 )
+
+    def _render(self, job_id: int, cid: str) -> bool:
+        """The job's render step: read its project's render settings from the database (a
+        project with corrupt settings fails here, deep in the worker: request-trace)."""
+        try:
+            self.store.render_settings(job_id, cid)
+            return True
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self.store.fail_job(job_id)
+            self.log.write(
+                level="ERROR",
+                logger="aura.worker",
+                service="aura-worker",
+                message=f"Processing job {job_id} failed {type(exc).__name__}: {exc}",
+                correlation_id=cid,
+                job_id=job_id,
+                error_type=type(exc).__name__,
+                error=str(exc),
+            )
+            return False
 
     # --- health -----------------------------------------------------------------------------
     async def live(self, request: Request) -> Response:
@@ -296,6 +340,8 @@ class SandboxService:
         return JSONResponse({"status": worst, "timestamp": utcnow_iso(), "components": components})
 
     async def providers(self, request: Request) -> Response:
+        if self.upstreams.llm is not None:  # the breaker's real state and the last minute
+            return JSONResponse({"providers": self.upstreams.providers()})
         return JSONResponse(
             {
                 "providers": [
@@ -322,7 +368,7 @@ class SandboxService:
         # the exposition still answers while the database is down
         with contextlib.suppress(Exception):
             self.telemetry.queue_depth.set(self.store.queue_depth())
-        self.telemetry.workers.set(0 if self.active("worker-stall") else 2)
+        self.telemetry.workers.set(self.workers_active())
         return Response(
             generate_latest(self.telemetry.registry),
             media_type="text/plain; version=0.0.4; charset=utf-8",
@@ -337,7 +383,7 @@ class SandboxService:
         return JSONResponse(
             {
                 "queue_depth": self.store.queue_depth(),
-                "workers_active": 0 if self.active("worker-stall") else 2,
+                "workers_active": self.workers_active(),
                 "webhook_failures": int(self.telemetry.webhook_failures._value.get()),
                 "jobs_completed_hourly": self.store.jobs_completed_since(3600),
                 "errors": by_status,
@@ -360,6 +406,7 @@ class SandboxService:
         project = self.store.get_project(int(request.path_params["project_id"]))
         if project is None:
             return JSONResponse({"error": "not found"}, status_code=404)
+        project["recent_jobs"] = self.store.recent_jobs(int(project["id"]))
         return JSONResponse(project)
 
     async def render(self, request: Request) -> Response:
@@ -377,6 +424,15 @@ class SandboxService:
             codec = settings[fault.get("missing_key", "output_codec")]
             payload["codec"] = codec
         cid = request.scope["state"]["correlation_id"]
+        if self.upstreams.llm is not None:  # the script comes from the LLM provider
+            llm = self.upstreams.llm
+            prompt = f"Write a video script for project {payload.get('project_id', 1)}"
+            try:
+                await anyio.to_thread.run_sync(llm.complete, prompt, cid)
+            except ProviderError as exc:
+                request.scope["state"]["error"] = exc
+                code = 503 if exc.kind in ("circuit_open", "timeout", "unreachable") else 502
+                return JSONResponse({"error": str(exc), "correlation_id": cid}, status_code=code)
         job_id = self.store.create_job(int(payload.get("project_id", 1)), cid)
         return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
 
@@ -385,6 +441,9 @@ class SandboxService:
         if job is None:
             return JSONResponse({"error": "not found"}, status_code=404)
         return JSONResponse(job)
+
+    async def ws_jobs(self, websocket: WebSocket) -> None:
+        await serve_job_updates(websocket, self, self.upstreams)
 
     # --- control plane ----------------------------------------------------------------------
     async def faults_get(self, request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import psycopg
@@ -24,6 +25,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     completed_at    timestamptz
 );
 CREATE INDEX IF NOT EXISTS jobs_status_idx ON jobs (status);
+-- render settings per project, read by the worker for every job (request-trace's fault)
+ALTER TABLE projects ADD COLUMN IF NOT EXISTS settings jsonb NOT NULL DEFAULT '{"fps": 30}';
+CREATE TABLE IF NOT EXISTS job_events (
+    id          bigserial PRIMARY KEY,
+    job_id      int NOT NULL,
+    kind        text NOT NULL,
+    at          timestamptz NOT NULL DEFAULT now()
+);
 """
 
 
@@ -82,6 +91,16 @@ class Store:
         rows = self._all("SELECT id, name, owner FROM projects WHERE id = %s", (project_id,))
         return rows[0] if rows else None
 
+    def recent_jobs(self, project_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The project's latest jobs with their event counts (one correlated count per job:
+        fast while job_events has an index on job_id or few rows -- see the missing-index
+        fault)."""
+        return self._all(
+            "SELECT j.id, j.status, (SELECT count(*) FROM job_events e WHERE e.job_id = j.id) "
+            "AS events FROM jobs j WHERE j.project_id = %s ORDER BY j.id DESC LIMIT %s",
+            (project_id, limit),
+        )
+
     def create_job(self, project_id: int, correlation_id: str) -> int:
         rows = self._all(
             "INSERT INTO jobs (project_id, correlation_id) VALUES (%s, %s) RETURNING id",
@@ -101,6 +120,28 @@ class Store:
             (limit,),
         )
         return [(int(r["id"]), str(r["correlation_id"] or "")) for r in rows]
+
+    def render_settings(self, job_id: int, correlation_id: str) -> dict[str, Any]:
+        """The job's project render settings, read as the worker does: in a transaction that
+        names the request (``application_name`` ``aura-worker/<id>``, which the server log
+        shows) and with the ID in a sqlcommenter-style comment on the statement."""
+        cid = re.sub(r"[^A-Za-z0-9_.-]", "", correlation_id)[:40]
+        sql = (
+            "SELECT p.id AS project_id, (p.settings->>'fps')::int AS fps FROM projects p "
+            "WHERE p.id = (SELECT project_id FROM jobs WHERE id = %s) "
+            f"/*correlation_id='{cid}',job_id='{int(job_id)}'*/"
+        )
+        with (
+            self.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=psycopg.rows.dict_row) as cur,
+        ):
+            cur.execute("SELECT set_config('application_name', %s, true)", (f"aura-worker/{cid}",))
+            row = cur.execute(sql, (job_id,)).fetchone()
+        return dict(row or {})
+
+    def fail_job(self, job_id: int) -> None:
+        self._all("UPDATE jobs SET status = 'failed' WHERE id = %s RETURNING id", (job_id,))
 
     def queue_depth(self) -> int:
         return int(self._all("SELECT count(*) AS n FROM jobs WHERE status = 'queued'")[0]["n"])
