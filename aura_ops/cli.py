@@ -92,6 +92,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from aura_ops.runner import run_runbook
 
+    if args.incident:
+        from aura_ops.incidents import validate_incident_id
+
+        validate_incident_id(args.incident)
     result = run_runbook(
         args.runbook,
         env=args.env,
@@ -99,6 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         output_root=args.output,
         timeout_s=args.timeout,
         progress=not args.quiet,
+        incident=args.incident,
     )
     _print_run(result)
     return result.exit_code
@@ -280,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="wall-clock limit for the whole run (default 600)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--incident",
+        metavar="ID",
+        help="the incident this run belongs to (see `aura-ops incidents`); recorded in "
+        "findings.json so that `aura-ops postmortem ID` attaches it",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -393,7 +404,123 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-url", default="", help="base URL of report links in notifications")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_serve)
+    _add_incident_parsers(sub)
     return parser
+
+
+def cmd_incidents(args: argparse.Namespace) -> int:
+    import json
+
+    from aura_ops.config import project_root
+    from aura_ops.incident_metrics import (
+        format_incident_table,
+        format_monthly_report,
+        incident_metrics,
+        resolve_period,
+    )
+    from aura_ops.incidents import list_incidents
+    from aura_ops.postmortem_doc import write_incident_report
+
+    since, until, label = resolve_period(args.month, args.since, args.until)
+    found = list_incidents(args.output, args.db, since=since, until=until, gap_s=args.gap * 60)
+    if args.report:
+        metrics = incident_metrics(found, label=label)
+        print(format_monthly_report(metrics))
+        root = Path(args.output or project_root() / "outputs")
+        name = args.month or ("all" if not label else f"{since or ''}_{until or ''}"[:60])
+        dest = write_incident_report(metrics, root / "incidents" / "reports" / _safe(name))
+        print(f"report: {dest} (and incident-report.html, incident-metrics.png beside it)")
+    elif args.json:
+        print(json.dumps([i.to_dict() for i in found], indent=2))
+    elif found:
+        print(format_incident_table(found))
+    else:
+        print("no incidents recorded in this period", file=sys.stderr)
+    return 0
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-") or "all"
+
+
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    from aura_ops.incidents import find_incident, list_incidents
+    from aura_ops.postmortem import root_cause_candidates, write_postmortem
+
+    everything = list_incidents(args.output, args.db, gap_s=args.gap * 60)
+    incident = find_incident(args.incident, incidents=everything)
+    out = write_postmortem(
+        incident,
+        dest=args.dest,
+        output_root=args.output,
+        slo_target=args.slo,
+        slo_window_days=args.slo_window_days,
+        related=everything,
+        force=args.force,
+    )
+    status = Status.parse(incident.verdict)
+    print(
+        f"{_paint(status, incident.id)}  {incident.severity or 'SEV-?'}  {incident.status}  "
+        f"{len(incident.runs)} run(s): {incident.title}"
+    )
+    for cand in root_cause_candidates(incident, top_n=3):
+        label = _paint(cand.finding.status, f"{cand.finding.status.name:<8}")
+        print(f"  {label} {cand.finding.summary}")
+    print(f"post-mortem: {out / 'postmortem.md'} (with postmortem.html, communications.md)")
+    return 0
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o", "--output", type=Path, help="output root with the runs (default: ./outputs)"
+    )
+    p.add_argument(
+        "--db", type=Path, help="aura-ops serve database (default: OUTPUT/aura-ops.db if present)"
+    )
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=30.0,
+        metavar="MINUTES",
+        help="alerts/runs of one group less than this apart are one incident (default 30)",
+    )
+
+
+def _add_incident_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "incidents",
+        help="list incidents (runs grouped by alert and time), or report incident metrics",
+        description="Incidents are grouped from the recorded runs: by alert group and time "
+        "(aura-ops serve), or by `aura-ops run --incident ID`. Lists them with severity, start, "
+        "end and status; --report prints seed 002's monthly report (counts by severity, MTTD, "
+        "MTTR, top causes) and writes it as markdown, HTML and a plot (see docs/postmortem.md).",
+    )
+    _source_args(p)
+    p.add_argument("--month", metavar="YYYY-MM", help="incidents that started in this month")
+    p.add_argument("--since", metavar="DATE", help="incidents that started at or after DATE")
+    p.add_argument("--until", metavar="DATE", help="incidents that started before DATE")
+    p.add_argument("--report", action="store_true", help="print and write the metrics report")
+    p.add_argument("--json", action="store_true", help="the list as JSON")
+    p.set_defaults(func=cmd_incidents)
+    p = sub.add_parser(
+        "postmortem",
+        help="write an incident's post-mortem bundle from its evidence",
+        description="Write outputs/incidents/INCIDENT/: postmortem.md and .html (seed 002/004 "
+        "template: summary, timeline, root-cause candidates, impact, sections to fill), "
+        "communications.md (detected, update, resolved, escalation) and the incident's "
+        "executed notebooks and reports, redacted (see docs/postmortem.md).",
+    )
+    p.add_argument("incident", help="incident id (see `aura-ops incidents`), or 'latest'")
+    _source_args(p)
+    p.add_argument("--dest", type=Path, help="bundle directory (default OUTPUT/incidents/ID)")
+    p.add_argument(
+        "--slo", type=float, default=0.999, help="availability SLO for the budget (default 0.999)"
+    )
+    p.add_argument(
+        "--slo-window-days", type=float, default=30.0, help="SLO window in days (default 30)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing postmortem.md")
+    p.set_defaults(func=cmd_postmortem)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

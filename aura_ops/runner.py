@@ -11,7 +11,8 @@ Parameters are merged in order: the notebook's defaults, the environment
 (``parameters/environments/NAME.yaml``), then explicit ones. The notebook executes in a child
 process (its own session) so that a whole-run deadline can be enforced by killing it and its
 kernel; whatever it had written is still turned into a report, with an ``UNKNOWN`` finding
-saying why the run is incomplete.
+saying why the run is incomplete. A long-running caller (``aura-ops serve``) can hand it a
+:class:`~aura_ops.kernelpool.KernelPool` of executors started ahead of time instead.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import nbformat
 from aura_ops.config import load_environment, project_root, window
 from aura_ops.errors import ConfigError, RunbookError
 from aura_ops.findings import Finding, Status, Verdict, roll_up
+from aura_ops.kernelpool import KernelPool, default_pool
 from aura_ops.redact import Redactor, default_redactor
 from aura_ops.report import extract_findings, extract_verdict, render_report
 from aura_ops.severity import assess
@@ -200,8 +202,13 @@ def _execute(
     timeout_s: float,
     progress: bool,
     extra_env: Mapping[str, str],
+    kernel_pool: KernelPool | None = None,
 ) -> dict[str, Any]:
-    """Execute in a child process with a whole-run deadline. Returns the execution status."""
+    """Execute in a child process with a whole-run deadline. Returns the execution status.
+
+    With ``kernel_pool``, a warm executor of the pool runs it (same deadline, single use,
+    :mod:`aura_ops.kernelpool`); when the pool has none to give, the cold path below does.
+    """
     work = dst.parent
     spec = {
         "input": str(src),
@@ -211,6 +218,10 @@ def _execute(
         "progress": progress,
         "error_path": str(work / "error.json"),
     }
+    if kernel_pool is not None and not progress:
+        with kernel_pool.lease(extra_env) as warm:
+            if warm is not None:
+                return warm.run(spec, extra_env, timeout_s)
     (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
     env = {**os.environ, **extra_env}
     env.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / "aura-ops-mpl"))
@@ -269,8 +280,17 @@ def run_runbook(
     progress: bool = False,
     root: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    kernel_pool: KernelPool | None = None,
+    incident: str | None = None,
 ) -> RunResult:
-    """Execute runbook ``name`` and write its evidence (see module docstring)."""
+    """Execute runbook ``name`` and write its evidence (see module docstring).
+
+    ``incident`` names the incident this run belongs to (``aura-ops run --incident ID``); it
+    is recorded in findings.json, where :mod:`aura_ops.incidents` groups runs by it.
+
+    ``kernel_pool`` (or, when None, the pool of ``AURA_OPS_WARM_KERNELS``) runs the notebook
+    on a warm kernel: :mod:`aura_ops.kernelpool`.
+    """
     path = resolve_runbook(name, root)
     merged, declared = _merge_parameters(path, env, dict(params or {}), root)
     started = dt.datetime.now(dt.UTC)
@@ -295,14 +315,23 @@ def run_runbook(
         raw = scratch / "notebook.ipynb"
         t0 = time.monotonic()
         run_env = {"AURA_OPS_TRIGGER": trigger, "AURA_OPS_RUN_ID": run_id, **(extra_env or {})}
+        pool = kernel_pool if kernel_pool is not None else default_pool(root)
         execution = _execute(
-            path, raw, merged, timeout_s=timeout_s, progress=progress, extra_env=run_env
+            path,
+            raw,
+            merged,
+            timeout_s=timeout_s,
+            progress=progress,
+            extra_env=run_env,
+            kernel_pool=pool,
         )
         duration = time.monotonic() - t0
         nb = nbformat.read(raw, as_version=4) if raw.is_file() else nbformat.read(path, 4)
         record, nb = _evidence(
             nb, name, merged, env, trigger, run_id, started, duration, execution, redactor
         )
+        if incident:
+            record["incident"] = redactor.text(incident)
         nbformat.write(nb, run_dir / "notebook.ipynb")
         (run_dir / "report.html").write_text(render_report(nb, record), encoding="utf-8")
         (run_dir / "findings.json").write_text(json.dumps(record, indent=2), encoding="utf-8")

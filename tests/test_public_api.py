@@ -11,8 +11,9 @@ import pytest
 import aura_ops
 
 LIBRARY = ["availability", "backup", "changes", "config", "database", "display", "errors",
-           "findings", "health", "kube", "logs", "memory", "metrics", "prometheus", "providers",
-           "queues", "realtime", "redact", "remediate", "report", "runner", "severity", "storage",
+           "findings", "health", "incident_metrics", "incidents", "kube", "logs", "memory", "metrics", "prometheus", "providers",
+           "postmortem", "queues", "realtime", "redact", "remediate", "report", "runner",
+           "severity", "storage",
            "system", "webhooks"]
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
