@@ -48,5 +48,11 @@ format: setup  ## format code, strip notebook outputs
 	$(BIN)/ruff format aura_ops tests
 	$(BIN)/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill" notebooks/*.ipynb
 
+bench: setup  ## benchmarks: alert to report, logs (100 MB, 1 GB), alert storm (~15 min)
+	@$(BIN)/python -c "import duckdb" 2>/dev/null || $(BIN)/pip install --quiet duckdb
+	$(BIN)/python benchmarks/bench_alert.py
+	$(BIN)/python benchmarks/bench_logs.py $(BENCH_LOGS)
+	$(BIN)/python benchmarks/bench_storm.py
+
 clean:  ## remove the virtualenv and outputs
 	rm -rf $(VENV) outputs .pytest_cache

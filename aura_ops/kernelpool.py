@@ -319,10 +319,14 @@ class KernelPool:
         return None
 
     @contextlib.contextmanager
-    def lease(self, env: Mapping[str, str] | None = None) -> Iterator[WarmExecutor | None]:
-        """``take`` as a context manager; the pool is topped up when the block ends (after
-        the run: a replacement starting during a run would slow it on a small machine)."""
-        ex = self.take(env)
+    def lease(
+        self, env: Mapping[str, str] | None = None, *, wait_s: float = 10.0
+    ) -> Iterator[WarmExecutor | None]:
+        """``take`` (waiting at most ``wait_s`` for an executor being started: a run never
+        waits long for a warm kernel) as a context manager; the pool is topped up when the
+        block ends (after the run: a replacement starting during a run would slow it on a
+        small machine)."""
+        ex = self.take(env, wait_s=wait_s)
         try:
             yield ex
         finally:

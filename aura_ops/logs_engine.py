@@ -32,6 +32,7 @@ import pandas as pd
 
 from .errors import ConfigError, SourceUnavailableError
 from .logs_formats import CANONICAL, LogFormat, get_format, parse_ts, sniff_format
+from .logs_scan import ScanCounter, can_scan, matching_lines
 
 __all__ = [
     "LogLines",
@@ -62,6 +63,7 @@ class LogLines:
 class _Source:
     name: str
     opener: Callable[[], Iterator[str]]
+    path: Path | None = None  # a file: fast paths (raw-byte search, DuckDB) may read it
 
 
 @dataclasses.dataclass
@@ -169,7 +171,7 @@ def _file_sources(spec: str | Path, include_rotated: bool) -> list[_Source]:
         if include_rotated:
             matches += [Path(p) for p in globmod.glob(globmod.escape(str(path)) + ".*")]
     files = sorted({p for p in matches if p.is_file()}, key=_rotation_key)
-    return [_Source(p.name, lambda p=p: _open_lines(p)) for p in files]
+    return [_Source(p.name, lambda p=p: _open_lines(p), p) for p in files]
 
 
 def _lines_source(lines: Iterable[str | bytes] | str | bytes, name: str) -> _Source:
@@ -185,6 +187,8 @@ def _lines_source(lines: Iterable[str | bytes] | str | bytes, name: str) -> _Sou
 
 def resolve_sources(paths: Any, *, include_rotated: bool = False) -> list[_Source]:
     """Turn the ``paths`` argument into sources; raises SourceUnavailableError if none exist."""
+    if isinstance(paths, _Source):  # one source already resolved (the per-file fast paths)
+        return [paths]
     if isinstance(paths, (str, Path)):
         if str(paths) == "-":
             return [_lines_source(sys.stdin, "<stdin>")]
@@ -239,6 +243,25 @@ def _sniffed(src: _Source, fmt: str | LogFormat) -> tuple[LogFormat, Iterator[st
     return sniff_format(head), _chain(head, lines)
 
 
+def _lines_for(
+    src: _Source, fmt: str | LogFormat, needle: str | None, filtered: bool
+) -> tuple[LogFormat, Iterator[str], ScanCounter | None]:
+    """The format and the lines to look at; for a literal search in a file, only the lines
+    holding the needle (found in raw bytes, :mod:`aura_ops.logs_scan`) with a line counter."""
+    if needle is None or filtered or src.path is None or not can_scan(needle):
+        return (*_sniffed(src, fmt), None)
+    if isinstance(fmt, str) and fmt == "auto":
+        head = src.opener()
+        try:
+            lf = sniff_format([line for _, line in zip(range(_SNIFF_LINES), head, strict=False)])
+        finally:
+            head.close()  # type: ignore[attr-defined]
+    else:
+        lf = get_format(fmt)
+    counter = ScanCounter()
+    return lf, matching_lines(src.path, needle, counter), counter
+
+
 def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:
     yield from head
     yield from rest
@@ -265,7 +288,7 @@ def iter_events(
     stats = stats if stats is not None else ReadStats()
     for src in resolve_sources(paths, include_rotated=include_rotated):
         stats.sources.append(src.name)
-        lf, lines = _sniffed(src, fmt)
+        lf, lines, scanned = _lines_for(src, fmt, needle, line_filter is not None)
         stats.formats[src.name] = lf.name
         parse = lf.parse
         peek = lf.quick_ts if since is not None or until is not None else None
@@ -295,6 +318,8 @@ def iter_events(
             rec["source"] = src.name
             stats.events += 1
             yield rec
+        if scanned is not None:  # lines the raw-byte search skipped were read all the same
+            stats.lines += scanned.lines - scanned.kept
 
 
 def _outside(ts: datetime | None, since: datetime | None, until: datetime | None) -> bool:

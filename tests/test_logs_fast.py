@@ -1,0 +1,211 @@
+"""The fast log paths give exactly the pure-Python answers: raw-byte search and DuckDB."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import aura_ops.logs_engine as engine
+import aura_ops.logs_scan as scan
+from aura_ops.errors import ConfigError
+from aura_ops.logs import LogSummary, search, summarize_file, trace
+from aura_ops.logs_duckdb import available
+
+from .conftest import need
+
+FIXTURES = Path(__file__).parent / "fixtures" / "logs"
+TABLES = ("error_types", "endpoints", "latency", "timeline")
+
+
+def _json_line(rng: random.Random, i: int) -> dict:
+    """One record: mostly canonical access lines, with the shapes the normaliser handles."""
+    ts = f"2026-11-23T10:{i // 600 % 60:02d}:{i // 10 % 60:02d}.{i % 10 * 100:03d}Z"
+    route = rng.choice(["/api/a", "/api/b/{id}", "/api/c"])
+    status = rng.choice([200, 200, 200, 201, 404, 429, 500, 503])
+    rec = {"ts": ts, "level": "ERROR" if status >= 500 else "INFO", "logger": "api",
+           "message": f"HTTP {status} GET {route} Duration {i % 97}ms",
+           "correlation_id": f"c{i % 500:05d}", "method": "GET", "route": route,
+           "status": status, "duration_ms": round(rng.lognormvariate(3, 1), 1)}  # fmt: skip
+    if status >= 500 and i % 3:
+        rec["error_type"] = rng.choice(["KeyError", "TimeoutError"])
+    if i % 11 == 0:  # a worker line without status, an untyped error message
+        rec = {"ts": ts, "level": "ERROR", "message": f"job {i} failed after {i % 7} tries",
+               "correlation_id": f"c{i % 500:05d}"}  # fmt: skip
+    if i % 13 == 0:  # the route only in the path, the status as text, a lower-case level
+        rec.pop("route", None)
+        rec["path"] = "/api/d?x=1"
+        rec["status"] = str(rec.get("status", 200))
+        rec["level"] = "info" if int(rec["status"]) < 500 else "error"
+    if i % 17 == 0:  # an HTTP message without a status field: the normaliser parses it
+        rec = {"ts": ts, "level": "WARNING", "message": "HTTP 503 POST /api/e Duration 12ms"}
+    return rec
+
+
+def write_json(path: Path, n: int = 3000, extra: list[str] | None = None) -> Path:
+    """A JSON-lines log of ``n`` records (seeded), plus ``extra`` raw lines."""
+    rng = random.Random(7)
+    lines = [json.dumps(_json_line(rng, i)) for i in range(n)] + (extra or [])
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_text(path: Path, n: int = 3000, extra: list[str] | None = None) -> Path:
+    """The same stream in the plain-text preset, with worker lines and a malformed line."""
+    rng = random.Random(7)
+    out = []
+    for i in range(n):
+        r = _json_line(rng, i)
+        cid = f" [{r['correlation_id']}]" if "correlation_id" in r else ""
+        out.append(f"{r['ts']} {str(r['level']).upper()} api{cid} {r['message']}")
+        if i == 50:
+            out.append("Traceback (most recent call last):")
+    path.write_text("\n".join(out + (extra or [])) + "\n")
+    return path
+
+
+def assert_same(a: LogSummary, b: LogSummary) -> None:
+    """Two summaries hold identical tables and counts."""
+    for name in TABLES:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+        assert getattr(a, name).attrs == getattr(b, name).attrs
+    for name in ("lines", "events", "malformed", "formats", "first_seen", "last_seen"):
+        assert getattr(a, name) == getattr(b, name), name
+
+
+@pytest.fixture
+def duck() -> None:
+    """DuckDB is installed (required under CI)."""
+    need(available(), "duckdb is not installed (pip install duckdb)")
+
+
+def test_duckdb_json_matches_python(tmp_path: Path, duck: None) -> None:
+    """On JSON lines with errors, untyped errors, routes from paths, text statuses and HTTP
+    messages without a status, DuckDB and Python give the same summary."""
+    path = write_json(tmp_path / "api.jsonl")
+    fast = summarize_file(path, engine="duckdb")
+    assert "duckdb" == fast.engine
+    assert_same(summarize_file(path, engine="python"), fast)
+
+
+def test_duckdb_json_window_matches_python(tmp_path: Path, duck: None) -> None:
+    """A time window gives the same summary on both engines."""
+    path = write_json(tmp_path / "api.jsonl")
+    kw = {"since": "2026-11-23T10:01:30Z", "until": "2026-11-23T10:03:10.5Z", "freq": "10s"}
+    assert_same(summarize_file(path, engine="python", **kw), summarize_file(path, **kw))
+
+
+def test_duckdb_text_matches_python(tmp_path: Path, duck: None) -> None:
+    """On the plain-text preset, with a malformed line and blank lines, both engines agree
+    (malformed count included)."""
+    path = write_text(tmp_path / "app.log", extra=["", "   ", "not a log line"])
+    fast = summarize_file(path, engine="duckdb")
+    slow = summarize_file(path, engine="python")
+    assert ("duckdb", 2) == (fast.engine, fast.malformed)
+    assert_same(slow, fast)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        '{"timestamp": "2026-11-23T10:00:00Z", "msg": "alias keys"}',
+        '{"ts": "2026-11-23T10:00:00Z", "level": 40, "message": "numeric level"}',
+        '{"ts": "2026-11-23T10:00:00Z", "status": 500.0, "message": "float status"}',
+        '{"ts": "2026-11-23T10:00:00+02:00", "status": 200, "message": "offset"}',
+        "not json at all",
+    ],
+)
+def test_unusual_json_falls_back_to_python(tmp_path: Path, odd: str, duck: None) -> None:
+    """A file with a value DuckDB would read differently is read by Python, whole."""
+    path = write_json(tmp_path / "odd.jsonl", n=200, extra=[odd])
+    fast = summarize_file(path, engine="duckdb")
+    slow = summarize_file(path, engine="python")
+    assert_same(slow, fast)
+
+
+def test_gzip_and_fixtures_agree(tmp_path: Path, duck: None) -> None:
+    """Rotated gzip files and the shared fixtures give the same answers with either engine."""
+    gz = tmp_path / "api.jsonl.1.gz"
+    gz.write_bytes(gzip.compress(write_json(tmp_path / "src.jsonl", n=300).read_bytes()))
+    for path in (gz, FIXTURES / "api.jsonl", FIXTURES / "app.log", FIXTURES / "worker.log"):
+        assert_same(summarize_file(path, engine="python"), summarize_file(path, engine="duckdb"))
+
+
+def test_auto_leaves_small_files_to_python(tmp_path: Path) -> None:
+    """``engine="auto"`` reads small files in Python (DuckDB's start would cost more)."""
+    assert "python" == summarize_file(write_json(tmp_path / "s.jsonl", n=50)).engine
+
+
+def test_unknown_engine_is_refused(tmp_path: Path) -> None:
+    """An engine name that does not exist is a ConfigError naming the choices."""
+    with pytest.raises(ConfigError, match="unknown engine 'spark'") as err:
+        summarize_file(write_json(tmp_path / "s.jsonl", n=5), engine="spark")
+    assert "use one of auto, duckdb, python" == err.value.hint
+
+
+# --------------------------------------------------------------------------- raw-byte search
+
+ODD_TEXT = (
+    "2026-11-23T10:00:00Z INFO a [cid-1] first\r\n"
+    "2026-11-23T10:00:01Z INFO a [cid-2] second\r"
+    "2026-11-23T10:00:02Z ERROR a [cid-1] third KeyError: x\n"
+    "\n"
+    "2026-11-23T10:00:03Z INFO a [cid-3] caf\xe9 cid-1 again\n"
+    "2026-11-23T10:00:04Z INFO a [cid-1] last, no newline"
+)
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, fn: object, *args: object) -> tuple:
+    fast = fn(*args)  # type: ignore[operator]
+    with monkeypatch.context() as m:
+        m.setattr(engine, "can_scan", lambda needle: False)
+        slow = fn(*args)  # type: ignore[operator]
+    return fast, slow
+
+
+@pytest.mark.parametrize("block", [7, 64, 2**20])
+def test_trace_scan_matches_line_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """Searching raw bytes finds the same lines as reading line by line -- across block
+    boundaries, with CRLF, a lone CR, non-ASCII bytes and no final newline -- and counts the
+    same number of lines."""
+    monkeypatch.setattr(scan, "BLOCK_BYTES", block)
+    path = tmp_path / "odd.log"
+    path.write_bytes(ODD_TEXT.encode("latin-1"))
+    fast, slow = _both(monkeypatch, trace, str(path), "cid-1")
+    pd.testing.assert_frame_equal(slow, fast)
+    assert slow.attrs == fast.attrs
+    assert (4, 6) == (len(fast), fast.attrs["lines"])
+
+
+def test_search_scan_matches_on_gzip_and_fixtures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``search`` over gzip and the fixtures gives the same frame either way."""
+    gz = tmp_path / "app.log.gz"
+    gz.write_bytes(gzip.compress((FIXTURES / "app.log").read_bytes()))
+    for path, needle in ((gz, "HTTP 503"), (FIXTURES / "api.jsonl", "KeyError")):
+        fast, slow = _both(monkeypatch, search, str(path), needle)
+        pd.testing.assert_frame_equal(slow, fast)
+        assert slow.attrs == fast.attrs
+
+
+def test_count_lines_counts_like_a_text_stream(tmp_path: Path) -> None:
+    """Lines are counted as a text stream with universal newlines splits them."""
+    for text in ("", "a", "a\n", "a\r\nb\rc\n\nd", "\r\r\n"):
+        path = tmp_path / "c.log"
+        path.write_text(text, newline="")
+        with open(path, encoding="utf-8", newline="") as fh:
+            assert sum(1 for _ in fh) == scan.count_lines(path).lines, repr(text)
+
+
+def test_only_printable_ascii_needles_are_scanned() -> None:
+    """Needles the byte search could answer differently go line by line."""
+    assert [True, False, False, False] == [
+        scan.can_scan(n) for n in ("abc-123", "café", "a\tb", "")
+    ]
