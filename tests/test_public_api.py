@@ -13,7 +13,7 @@ import aura_ops
 LIBRARY = ["availability", "backup", "changes", "config", "database", "display", "errors",
            "findings", "health", "incident_metrics", "incidents", "kube", "logs", "memory", "metrics", "prometheus", "providers",
            "postmortem", "queues", "realtime", "redact", "remediate", "report", "runner",
-           "severity", "storage",
+           "severity", "storage", "triage", "triage_sweep",
            "system", "webhooks"]
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
