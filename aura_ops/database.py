@@ -194,13 +194,17 @@ def check_connections(
     """Client connections against ``max_connections``, by state, user and application.
 
     WARNING from ``warn_pct`` % of ``max_connections``, CRITICAL from ``crit_pct`` % (seed 004
-    "Connection pool exhausted"). Our own diagnostic connection is counted.
+    "Connection pool exhausted"). Our own diagnostic connection is counted, and so are other
+    roles' sessions a role without ``pg_monitor`` cannot see (plus an UNKNOWN with the GRANT).
     """
     reproduce = _repro("check_connections", db, warn_pct=warn_pct, crit_pct=crit_pct)
 
     def body(conn: Conn, make: Make) -> list[Finding]:
         df = fetch_connections(conn)
-        total, max_conn = int(df["connections"].sum()), int(df["max_connections"].iloc[0])
+        gap = _visibility_gap(conn, make, df.attrs["source"])
+        hidden = int(fetch_visibility(conn)["hidden_sessions"]) if gap else 0
+        total = int(df["connections"].sum()) + hidden
+        max_conn = int(df["max_connections"].iloc[0])
         pct = 100.0 * total / max_conn
         by_state = df.groupby("state", as_index=False)["connections"].sum()
         by_state = by_state.sort_values("connections", ascending=False, kind="stable")
@@ -208,6 +212,7 @@ def check_connections(
         by_app = by_app.sort_values("connections", ascending=False, kind="stable")
         top = by_app.iloc[0]
         states = ", ".join(f"{n} {s}" for s, n in by_state.itertuples(index=False))
+        states += f", {hidden} hidden from this role" if hidden else ""
         summary = (
             f"{total} of {max_conn} connections in use ({pct:.0f} %): {states}; most from user "
             f"{top['usename']} app '{top['application_name']}' ({top['connections']})"
@@ -228,7 +233,8 @@ def check_connections(
             make(status, summary, observed=round(pct, 1), source=df.attrs["source"],
                  expected=f"< {warn_pct:g} % of max_connections", evidence=evidence,
                  hint="" if status == Status.OK else hint,
-                 labels={"connections": total, "max_connections": max_conn})
+                 labels={"connections": total, "max_connections": max_conn}),
+            *gap,
         ]  # fmt: skip
 
     return _run_check("database.connections", db, Q.CONNECTIONS_SQL, reproduce, timeout_s, body)

@@ -1,0 +1,1 @@
+"""Reliability and security suite: faults, secrets, least privilege, gating, hostility, load."""
