@@ -21,9 +21,9 @@ budget spent.
 
 **Nothing secret leaves**: every file of the bundle passes through one
 :class:`~aura_ops.redact.Redactor` (values of the env vars named by the runs' ``*_env``
-parameters and of secret-looking env vars, and secret shapes); before it, JSON values under
-secret-looking keys (a parameter named ``password``) and assignments to secret-looking names
-in parameters cells (``db_password = "..."``) are masked. Reports are rendered again from the
+parameters and of secret-looking env vars, secret shapes, values under secret-looking JSON
+keys such as a parameter named ``password``, and assignments to secret-looking names in
+parameters cells such as ``db_password = "..."``). Reports are rendered again from the
 redacted notebook and findings, never copied.
 """
 
@@ -33,7 +33,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ from aura_ops.postmortem_doc import (
     format_communications,
     postmortem_document,
 )
-from aura_ops.redact import MASK, Redactor
+from aura_ops.redact import Redactor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,15 +71,9 @@ __all__ = [
     "write_postmortem",
 ]
 
-_SECRET_KEY = re.compile(r"(password|passwd|secret|token|api_?key|credential|dsn)", re.I)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _KINDS = "alert-fired alert-received run-started run-finished run-failed alert-resolved resolved"
 _ORDER = {k: n for n, k in enumerate(_KINDS.split())}
-# `db_password = "..."` in a parameters cell: a secret-looking name that is not an *_env name
-_SECRET_ASSIGN = re.compile(
-    r"(?im)^(\s*(?!\w*_env\b)\w*(?:password|passwd|secret|token|api_?key|credential|dsn)\w*"
-    r"\s*(?::[^=\n]+)?=\s*)(.+?)(\s*#.*)?$"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,33 +215,6 @@ def check_incident(incident: Incident, *, top_n: int = 5) -> list[Finding]:
 
 
 # --- the bundle -----------------------------------------------------------------------------
-def _mask_keys(value: Any) -> Any:
-    """JSON values under secret-looking keys (not ``*_env`` names) masked."""
-    if isinstance(value, Mapping):
-        return {
-            k: MASK
-            if _SECRET_KEY.search(str(k))
-            and not str(k).endswith("_env")
-            and isinstance(v, str)
-            and v
-            else _mask_keys(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_mask_keys(v) for v in value]
-    return value
-
-
-def _mask_parameter_cells(nb: Any) -> Any:
-    """Values assigned to secret-looking names in (injected) parameters cells masked."""
-    for cell in nb.get("cells", []):
-        tags = set(cell.get("metadata", {}).get("tags", []))
-        if cell.get("cell_type") == "code" and tags & {"parameters", "injected-parameters"}:
-            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            cell["source"] = _SECRET_ASSIGN.sub(lambda m: f'{m[1]}"{MASK}"{m[3] or ""}', source)
-    return nb
-
-
 def bundle_redactor(incident: Incident) -> Redactor:
     """One redactor for a whole bundle: env vars named by any run's ``*_env`` parameters,
     secret-looking env vars, and secret shapes."""
@@ -258,7 +225,7 @@ def bundle_redactor(incident: Incident) -> Redactor:
 
 
 def _clean(value: Any, redactor: Redactor) -> Any:
-    return redactor.obj(_mask_keys(value))
+    return redactor.obj(value)
 
 
 def redact_incident(incident: Incident, redactor: Redactor) -> Incident:
@@ -306,7 +273,7 @@ def _attach(run: RunRecord, dest: Path, redactor: Redactor) -> dict[str, Any]:
     rel, src, problems = f"attachments/{sub.name}", run.run_dir, []
     nb = record = None
     try:
-        raw = _mask_parameter_cells(nbformat.read(src / "notebook.ipynb", as_version=4))
+        raw = nbformat.read(src / "notebook.ipynb", as_version=4)
         nb = nbformat.from_dict(_clean(raw, redactor))
         nbformat.write(nb, sub / "notebook.ipynb")
         entry["files"]["notebook"] = f"{rel}/notebook.ipynb"

@@ -6,7 +6,11 @@ Two kinds of secret are removed:
   any environment variable whose name looks secret (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``,
   ``*_KEY``, ``*DSN*``, ...), wherever they appear;
 - **shapes**: passwords in URLs and DSNs, ``Authorization``/bearer headers, ``password=`` /
-  ``token=`` / ``api_key=`` assignments, and well-known token formats.
+  ``token=`` / ``api_key=`` / ``db_password = "..."`` assignments, and well-known token
+  formats;
+- **keys**: in JSON-like data (:meth:`Redactor.obj`), string values under secret-looking keys
+  (``password``, ``db_password``, ``api_key``, ``token``, ``dsn``, ...; never ``*_env``, which
+  name a variable and are shown on purpose).
 
 Every output goes through :meth:`Redactor.text` or :meth:`Redactor.obj`; there is no second path.
 """
@@ -25,6 +29,12 @@ MASK = "[REDACTED]"
 _SECRET_NAME = re.compile(
     r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|_KEY$|DSN|CREDENTIAL|AUTH)", re.IGNORECASE
 )
+#: a JSON key whose string value is a secret: ends with a secret word (``db_password``,
+#: ``client_secret``, ``dsn``), never an ``*_env`` name nor a count (``prompt_tokens``)
+_SECRET_KEY = re.compile(
+    r"(?i)(?:^|[_-])(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+    r"private[_-]?key|credentials?|authorization|dsn)$"
+)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # scheme://user:password@host
     (
@@ -40,11 +50,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         rf"\g<pre>{MASK}",
     ),
     (re.compile(r"(?i)(?P<pre>\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\g<pre>{MASK}"),
-    # key=value / "key": "value" for secret-looking keys (libpq password=..., api_key=...)
+    # key=value / "key": "value" / db_password = "value" for secret-looking names (libpq
+    # password=..., api_key=..., a parameters cell's assignment); never an *_env name
     (
         re.compile(
-            r"(?i)(?P<pre>\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)"
-            r"[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])[^\s\"'&,;}]+"
+            r"(?i)(?P<pre>\b(?:\w*?[_-])?(?:password|passwd|pwd|secret|token|api[_-]?key|"
+            r"access[_-]?key|private[_-]?key)[\"']?\s*[:=]\s*[\"']?)(?!\[REDACTED\])"
+            r"[^\s\"'&,;}]+"
         ),
         rf"\g<pre>{MASK}",
     ),
@@ -94,17 +106,23 @@ class Redactor:
         return s
 
     def obj(self, value: Any) -> Any:
-        """A copy of a JSON-like value (dicts, lists, strings) with every string redacted."""
+        """A copy of a JSON-like value (dicts, lists, strings) with every string redacted and
+        every string under a secret-looking key masked whole."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):
-            return {k: self.obj(v) for k, v in value.items()}
+            secret = {k for k, v in value.items() if v and isinstance(v, str)}
+            secret = {k for k in secret if _SECRET_KEY.search(str(k))}
+            return {k: MASK if k in secret else self.obj(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.obj(v) for v in value]
         return value
 
 
-def default_redactor(parameters: Mapping[str, Any] | None = None) -> Redactor:
-    """The redactor for a run: env vars named by ``*_env`` parameters plus secret-looking ones."""
+def default_redactor(
+    parameters: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Redactor:
+    """The redactor for a run: env vars named by ``*_env`` parameters plus secret-looking ones,
+    looked up in ``environ`` (the kernel's whole environment; default ``os.environ``)."""
     names = [str(v) for k, v in (parameters or {}).items() if k.endswith("_env") and v]
-    return Redactor.from_environment(names)
+    return Redactor.from_environment(names, environ)

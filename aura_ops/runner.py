@@ -184,6 +184,15 @@ def _merge_parameters(
     return merged, dict(declared)
 
 
+def _declared_defaults(declared: Mapping[str, Any]) -> dict[str, Any]:
+    """The literal defaults of a runbook's parameters cell (``token_env = "X"`` -> X)."""
+    out: dict[str, Any] = {}
+    for key, spec in declared.items():
+        with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError):
+            out[key] = ast.literal_eval(str(spec.get("default", "")))
+    return out
+
+
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -307,7 +316,11 @@ def run_runbook(
     for key, value in standard.items():
         if key in declared and not merged.get(key):
             merged[key] = value
-    redactor = default_redactor(merged)
+    # the kernel's environment: os.environ plus extra_env (a drill's provider key, a DSN)
+    # and every *_env parameter: given, or the runbook's own default
+    redactor = default_redactor(
+        {**_declared_defaults(declared), **merged}, {**os.environ, **(extra_env or {})}
+    )
     # the raw executed notebook may hold secrets: it lives in a private scratch directory and
     # only its redacted copy reaches the run directory
     scratch = Path(tempfile.mkdtemp(prefix="aura-ops-run-"))

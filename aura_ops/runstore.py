@@ -33,6 +33,7 @@ from typing import Any
 
 from aura_ops.alert_routes import RunRequest
 from aura_ops.alerts import Alert
+from aura_ops.redact import Redactor, default_redactor
 
 __all__ = ["AlertOutcome", "RunStore"]
 
@@ -130,8 +131,12 @@ class RunStore:
         storm_window_s: float = 300.0,
         max_queue: int = 100,
         max_attempts: int = 3,
+        redactor: Redactor | None = None,
     ) -> None:
         self.path = Path(path)
+        #: every alert label, run parameter, headline and error passes through it before it is
+        #: written: the database is served by ``GET /runs`` and copied into post-mortems
+        self.redactor = redactor or default_redactor()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.storm_window_s = storm_window_s
@@ -239,7 +244,7 @@ class RunStore:
                 alert.source,
                 alert.name,
                 "resolved" if alert.status == "resolved" else "firing",
-                json.dumps(dict(alert.labels)),
+                json.dumps(self.redactor.obj(dict(alert.labels))),
                 alert.starts_at,
                 now,
                 now,
@@ -302,10 +307,10 @@ class RunStore:
                 state,
                 alert.source,
                 alert.name,
-                json.dumps(dict(alert.labels)),
+                json.dumps(self.redactor.obj(dict(alert.labels))),
                 req.runbook,
                 req.environment,
-                json.dumps(dict(req.params), default=str),
+                json.dumps(self.redactor.obj(dict(req.params)), default=str),
                 req.route,
                 req.group_key,
                 now,
@@ -365,10 +370,10 @@ class RunStore:
                     state,
                     self.clock(),
                     verdict or None,
-                    headline[:1000] or None,
+                    self.redactor.text(headline)[:1000] or None,
                     duration_s,
                     run_dir or None,
-                    error[:2000] or None,
+                    self.redactor.text(error)[:2000] or None,
                     run_id,
                 ),
             ).fetchone()

@@ -35,3 +35,34 @@ def test_environment_secrets_and_dsn_passwords() -> None:
 def test_short_values_are_not_treated_as_secrets() -> None:
     """Values too short to be secrets (e.g. 'true') are not masked everywhere."""
     assert Redactor(["true"]).text("true story") == "true story"
+
+
+def test_assignments_to_secret_looking_names_are_masked() -> None:
+    """``db_password = "..."`` in a parameters cell is masked; ``*_env`` names stay visible."""
+    r = Redactor()
+    assert r.text('db_password = "hunter2secret"  # x') == f'db_password = "{MASK}"  # x'
+    assert r.text("csrf_token: zzzzyyyy") == f"csrf_token: {MASK}"
+    assert r.text('password_env = "AURA_PW"') == 'password_env = "AURA_PW"'
+    assert r.text("max_tokens=5") == "max_tokens=5"
+
+
+def test_values_under_secret_looking_keys_are_masked() -> None:
+    """obj() masks string values under secret-looking keys, not *_env names nor counts."""
+    data = {
+        "db_password": "x1",
+        "client_secret": "abc",
+        "dsn": "host=db",
+        "dsn_env": "AURA_DSN",
+        "prompt_tokens": "12",
+        "author": "me",
+        "nested": [{"token": "t"}],
+    }
+    assert Redactor().obj(data) == {
+        "db_password": MASK,
+        "client_secret": MASK,
+        "dsn": MASK,
+        "dsn_env": "AURA_DSN",
+        "prompt_tokens": "12",
+        "author": "me",
+        "nested": [{"token": MASK}],
+    }

@@ -287,15 +287,6 @@ def _alert_doc() -> dict[str, Any]:
             "externalURL": "http://am:9093", "truncatedAlerts": 0, "alerts": [alert]}  # fmt: skip
 
 
-#: leaks of the receiver known today (see docs/reliability.md); a fix makes the xfail test fail
-RECEIVER_GAPS = {
-    "alert_dsn": "alert labels are persisted and served unredacted (runstore episodes/runs, "
-    "GET /runs): a blackbox target URL with a password in `instance` would leak",
-    "outcome_password": "the runner's headline is persisted unredacted (the real runner "
-    "redacts it first; the store does not check)",
-}
-
-
 @pytest.fixture(scope="module")
 def receiver_leaks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """Canaries found after one authentic and one forged delivery through a real receiver."""
@@ -356,16 +347,10 @@ class _ListHandler(logging.Handler):
         self.records.append(record)
 
 
-def test_receiver_keeps_no_token_or_annotation_secret(receiver_leaks: dict[str, list[str]]) -> None:
-    """The receiver's token, a forged token, secrets in annotations and URLs: in no log, page
-    or database byte."""
-    assert {} == {k: v for k, v in receiver_leaks.items() if k not in RECEIVER_GAPS}
-
-
-@pytest.mark.xfail(strict=True, reason="; ".join(RECEIVER_GAPS.values()))
-def test_receiver_keeps_no_label_or_outcome_secret(receiver_leaks: dict[str, list[str]]) -> None:
-    """Secrets inside alert labels and run headlines are redacted before they are stored."""
-    assert {} == {k: v for k, v in receiver_leaks.items() if k in RECEIVER_GAPS}
+def test_receiver_keeps_no_secret(receiver_leaks: dict[str, list[str]]) -> None:
+    """The receiver's token, a forged token, secrets in annotations, labels, URLs and run
+    headlines: in no log, page or database byte."""
+    assert {} == receiver_leaks
 
 
 def _wait_done(store: Any, timeout_s: float = 15) -> None:
@@ -396,11 +381,6 @@ def _serve(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_runbook builds its redactor from os.environ and the *_env parameters; values "
-    "given only through extra_env (drills pass the sandbox's provider key so) are not masked",
-)
 def test_secret_given_only_through_extra_env_is_redacted(tmp_path: Path) -> None:
     """A secret handed to the kernel through ``extra_env`` is masked like one in os.environ."""
     from tests.conftest import write_runbook
