@@ -34,6 +34,7 @@ from .logs_checks import (
     check_errors_since,
     check_failing_endpoints,
     check_latency,
+    nothing_read,
 )
 from .logs_engine import LogLines, ReadStats, describe_paths, iter_events, records_to_frame, to_utc
 from .logs_formats import LogFormat
@@ -63,6 +64,7 @@ __all__ = [
     "fetch_trace",
     "latency_percentiles",
     "load_events",
+    "nothing_read",
     "plot_error_rate",
     "read_events",
     "search",

@@ -29,6 +29,7 @@ __all__ = [
     "check_errors_since",
     "check_failing_endpoints",
     "check_latency",
+    "nothing_read",
 ]
 
 
@@ -74,6 +75,21 @@ class _Ctx:
                 hint=hint,
             )
         ]
+
+
+def nothing_read(events: pd.DataFrame) -> str:
+    """Why an events frame holds nothing to judge: the read error, the malformed lines (a
+    corrupt log or the wrong format), or an empty window -- the reason of an UNKNOWN."""
+    if events.attrs.get("error"):
+        return f"logs unreadable: {events.attrs['error']}"
+    bad = int(events.attrs.get("malformed", 0))
+    if bad:
+        return f"none of the lines read could be parsed ({bad} malformed: corrupt, or wrong fmt?)"
+    lines = int(events.attrs.get("lines", 0))
+    if lines:
+        return (f"none of the {lines} lines read has a readable time in the window (an old, "
+                "corrupt or foreign-format log?)")  # fmt: skip
+    return "no log lines to judge (an empty log, or the wrong path?)"
 
 
 def _samples(rows: pd.DataFrame, n: int = 5) -> list[str]:

@@ -13,6 +13,7 @@ where did it wait.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ import pandas as pd
 
 from aura_ops.errors import AuraOpsError
 from aura_ops.findings import Evidence, Finding, Status, unknown
-from aura_ops.logs_engine import describe_paths
+from aura_ops.logs_engine import describe_paths, resolve_sources
 from aura_ops.logs_formats import LogFormat
 from aura_ops.logs_stats import fmt_delay, fmt_ts
 
@@ -283,12 +284,51 @@ def check_trace(
                 hint="Check the ID (X-Correlation-ID of the response) and widen search_minutes",
             )
         ]
+    blind: list[Finding] = []
+    if db_log_paths and not (df["component"] == "postgres").any():
+        why = _unreadable_db_log(db_log_paths)
+        if why:  # judge the application side alone, and say the database side is missing
+            db = describe_paths(db_log_paths)
+            span = f"({fmt_ts(start)} to {fmt_ts(end)})"
+            source = f"grep -F {correlation_id!r} {describe_paths(paths)} {span}"
+            blind.append(
+                unknown(
+                    "logs.trace_db",
+                    f"PostgreSQL log {db}",
+                    why,
+                    reproduce=reproduce,
+                    source=f"head -n {_PROBE_LINES} {db}",
+                    hint="the trace below is the application side only; check db_log_paths "
+                    "and log_line_prefix = '%m [%p] %q%a '",
+                )
+            )
     base = {"check": "logs.trace", "subject": subject, "source": source, "reproduce": reproduce}
     timing = {**base, "check": "logs.trace_timing"}
     try:
-        return [
+        return blind + [
             _path_finding(df, correlation_id, base),
             _timing_finding(df, correlation_id, timing, gap_warn_s, slow_ms),
         ]
     except (KeyError, TypeError, ValueError) as exc:  # lines in a shape not understood
-        return [unknown("logs.trace", subject, exc, source=source, reproduce=reproduce)]
+        return blind + [unknown("logs.trace", subject, exc, source=source, reproduce=reproduce)]
+
+
+_PROBE_LINES = 200
+
+
+def _unreadable_db_log(db_log_paths: Any) -> str:
+    """Why the PostgreSQL log cannot be part of a trace ("" when its lines parse): a request
+    absent from a readable database log is normal, from a corrupt or foreign one unknowable."""
+    seen = parsed = 0
+    try:
+        for source in resolve_sources(db_log_paths):
+            for line in itertools.islice(source.opener(), _PROBE_LINES):
+                seen, parsed = seen + 1, parsed + (POSTGRES_LOG.parse(line) is not None)
+    except (AuraOpsError, OSError, UnicodeError, ValueError) as exc:
+        return f"it cannot be read: {exc.one_line() if isinstance(exc, AuraOpsError) else exc}"
+    if not seen:
+        return "it is empty: the database side of the request cannot be traced"
+    if not parsed:
+        return (f"none of its first {seen} lines is a PostgreSQL log line (corrupt, or another "
+                "format): the database side of the request cannot be traced")  # fmt: skip
+    return ""

@@ -175,6 +175,8 @@ def _api_error(resp: httpx.Response) -> str:
         err = resp.json().get("error") or {}
     except (ValueError, AttributeError):
         err = {}
+    if not isinstance(err, dict):  # {"error": "upstream unavailable"}
+        err = {"message": str(err)}
     code = err.get("code") or err.get("type") or ""
     return _redact(f"{resp.status_code} {code}: {err.get('message', resp.text[:160])}".strip())
 
@@ -192,6 +194,9 @@ def _judge_api(
         ) + after
     if resp.status_code >= 400:
         return Status.CRITICAL, f"{name} API failing: {_api_error(resp)}"
+    if "json" not in resp.headers.get("content-type", ""):  # a proxy's or portal's HTML page
+        ctype = resp.headers.get("content-type", "no content type")
+        return Status.UNKNOWN, f"{name} API answered HTTP {resp.status_code} with {ctype}, not JSON"
     if latency_ms > latency_warn_ms:
         return Status.WARNING, f"{name} API slow: answered in {latency_ms:.0f} ms"
     return Status.OK, f"{name} API answers with the key in ${key_env} ({latency_ms:.0f} ms)"

@@ -28,6 +28,7 @@ import pandas as pd
 import websocket
 
 from aura_ops.findings import Evidence, Finding, Status, unknown
+from aura_ops.logs_checks import nothing_read
 from aura_ops.prometheus import redact_url
 
 __all__ = [
@@ -278,6 +279,10 @@ def check_websocket_logs(
             unknown(
                 "realtime.logs", subject, events.attrs["error"], source=src, reproduce=reproduce
             )
+        ]
+    if events.empty:  # nothing read is no evidence of healthy connections
+        return [
+            unknown("realtime.logs", subject, nothing_read(events), source=src, reproduce=reproduce)
         ]
     table = websocket_table(events)
     total = int(table["count"].sum()) if len(table) else 0

@@ -16,7 +16,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from aura_ops.errors import AuraOpsError
+from aura_ops.errors import AuraOpsError, SourceUnavailableError
 from aura_ops.findings import Evidence, Finding, unknown
 from aura_ops.logs_engine import describe_paths, resolve_sources, to_utc
 from aura_ops.logs_formats import parse_ts
@@ -46,18 +46,28 @@ def fetch_log_records(
     include_rotated: bool = False,
 ) -> list[tuple[datetime | None, str]]:
     """Log records ``(timestamp, text)`` in the window; a record is a timestamped line plus
-    the untimestamped lines after it (a traceback). Raises SourceUnavailableError."""
+    the untimestamped lines after it (a traceback). Raises SourceUnavailableError, also when
+    a window is asked for and no line of the logs carries a timestamp (corrupt or not a log:
+    everything would be dropped silently)."""
     start, end = to_utc(since, name="since"), to_utc(until, name="until")
     records: list[tuple[datetime | None, list[str]]] = []
+    seen = stamped = 0
     for source in resolve_sources(paths, include_rotated=include_rotated):
         current: tuple[datetime | None, list[str]] | None = None
         for line in source.opener():
             ts = _line_ts(line)
+            seen, stamped = seen + 1, stamped + (ts is not None)
             if ts is not None or current is None:
                 current = (ts, [line])
                 records.append(current)
             else:
                 current[1].append(line)
+    if seen and not stamped and (start or end):  # a window over lines with no time: blind
+        raise SourceUnavailableError(
+            f"none of the {seen} lines of {describe_paths(paths)} starts with a timestamp: "
+            "not a log this can read (binary, or another format)",
+            hint="check the path: the window cannot be applied to lines without a time",
+        )
     kept = []
     for ts, lines in records:
         if ts is None and (start or end):

@@ -23,6 +23,7 @@ import pandas as pd
 
 from aura_ops.errors import AuraOpsError
 from aura_ops.findings import Evidence, Finding, Status, unknown
+from aura_ops.logs_checks import nothing_read
 from aura_ops.prometheus import redact_url, scrape
 
 __all__ = [
@@ -161,6 +162,10 @@ def check_webhook_logs(
             unknown(
                 "webhooks.logs", subject, events.attrs["error"], source=src, reproduce=reproduce
             )
+        ]
+    if events.empty:  # nothing read is no evidence of healthy deliveries
+        return [
+            unknown("webhooks.logs", subject, nothing_read(events), source=src, reproduce=reproduce)
         ]
     table = webhook_table(events)
     if table.empty:

@@ -165,3 +165,26 @@ def test_postgres_format_reads_default_prefix_and_refuses_other_zones() -> None:
     fatal = POSTGRES_LOG.parse("2026-11-24 00:40:24 UTC [7] aura-api FATAL:  too many clients")
     assert fatal is not None
     assert ("CRITICAL", "aura-api") == (fatal["level"], fatal["service"])
+
+
+@pytest.mark.parametrize("content", [b"\x00\x1f\x8b\x08garbage\xff\xfe\n<html>nginx</html>\n", b""])
+def test_unreadable_db_log_is_unknown_and_the_app_side_still_traced(
+    tmp_path: Path, content: bytes
+) -> None:
+    """A corrupt or empty PostgreSQL log: an UNKNOWN names it; the trace judges the app side."""
+    db_log = tmp_path / "postgresql.log"
+    db_log.write_bytes(content)
+    good = app_log(tmp_path / "api.jsonl", CID, fail=False)
+    blind, path, _ = check_trace(good, CID, db_log_paths=str(db_log))
+    assert ("logs.trace_db", Status.UNKNOWN) == (blind.check, blind.status)
+    assert str(db_log) in blind.subject
+    assert Status.OK == path.status and str(db_log) not in path.source
+
+
+def test_readable_db_log_without_the_request_adds_nothing(tmp_path: Path) -> None:
+    """A PostgreSQL log whose lines parse but never name the request: no extra finding."""
+    db_log = tmp_path / "postgresql.log"
+    db_log.write_text("2026-11-24 00:40:24.792 UTC [26060] LOG:  database system is ready\n")
+    good = app_log(tmp_path / "api.jsonl", CID, fail=False)
+    checks = [f.check for f in check_trace(good, CID, db_log_paths=str(db_log))]
+    assert ["logs.trace", "logs.trace_timing"] == checks

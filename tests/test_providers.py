@@ -174,3 +174,35 @@ def test_unreadable_or_empty_logs_are_unknown(tmp_path: Path) -> None:
     other = tmp_path / "other.jsonl"
     other.write_text('{"ts": "2026-11-24T00:00:00+00:00", "level": "INFO", "message": "hi"}\n')
     assert Status.UNKNOWN == providers.check_provider_calls(logs.load_events(str(other)))[0].status
+
+
+def test_api_answering_200_with_an_html_page_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy's or portal's HTML page with 200 is not the provider answering: UNKNOWN."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Portal(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"<html><body>Welcome to nginx!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Portal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        (finding,) = providers.check_provider_api(url, api_key_env=KEY_ENV)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert Status.UNKNOWN == finding.status
+    assert "text/html" in finding.summary

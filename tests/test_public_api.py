@@ -10,11 +10,12 @@ import pytest
 
 import aura_ops
 
-LIBRARY = ["availability", "backup", "changes", "config", "database", "display", "errors",
-           "findings", "health", "incident_metrics", "incidents", "kube", "logs", "memory", "metrics", "prometheus", "providers",
-           "postmortem", "queues", "realtime", "redact", "remediate", "report", "runner",
-           "severity", "storage", "triage", "triage_sweep",
-           "system", "webhooks"]
+LIBRARY = [
+    "availability", "backup", "changes", "config", "database", "display", "errors", "findings",
+    "health", "incident_metrics", "incidents", "kube", "logs", "memory", "metrics", "postmortem",
+    "prometheus", "providers", "queues", "realtime", "redact", "remediate", "report", "runner",
+    "severity", "storage", "system", "triage", "triage_sweep", "webhooks",
+]  # fmt: skip
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 

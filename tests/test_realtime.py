@@ -185,8 +185,19 @@ def test_logs_name_rejected_origins(tmp_path: Path) -> None:
         for i in range(5)
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    findings = realtime.check_websocket_logs(logs.load_events(str(path)))
+    events = logs.load_events(str(path), since="2026-11-24T00:00:00Z")  # as the runbook reads
+    findings = realtime.check_websocket_logs(events)
     assert Status.CRITICAL == findings[0].status
     assert f"5 of 8 WebSocket handshakes rejected for Origin {APP_ORIGIN}" in findings[0].summary
     missing = realtime.check_websocket_logs(logs.load_events(str(tmp_path / "none.jsonl")))
     assert Status.UNKNOWN == missing[0].status
+
+
+def test_log_of_which_no_line_could_be_read_is_unknown(tmp_path: Path) -> None:
+    """A corrupt log gives UNKNOWN ("none of the lines read could be parsed"), not "0 OK"."""
+    path = tmp_path / "api.jsonl"
+    path.write_bytes(b"\x00\x1f\x8b\x08garbage\xff\xfe\n<html><body>nginx</body></html>\n")
+    events = logs.load_events(str(path), since="2026-11-24T00:00:00Z")  # as the runbook reads
+    findings = realtime.check_websocket_logs(events)
+    assert [Status.UNKNOWN] == [f.status for f in findings]
+    assert "none of the" in findings[0].summary

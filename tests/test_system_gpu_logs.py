@@ -134,3 +134,12 @@ def test_fake_nvidia_smi_refuses_what_was_not_captured(fake: SimpleNamespace) ->
     )
     assert 2 == proc.returncode
     assert "no capture" in proc.stderr
+
+
+def test_log_without_any_timestamp_in_a_window_is_unknown(tmp_path: Path) -> None:
+    """A corrupt worker log read through a window would be silently empty: UNKNOWN instead."""
+    log = tmp_path / "worker.log"
+    log.write_bytes(b"\x00\x1f\x8b\x08garbage\xff\xfe\n<html><body>nginx</body></html>\n")
+    (finding,) = check_cuda_oom_logs(str(log), since="2026-11-22T10:00:00Z")
+    assert Status.UNKNOWN == finding.status
+    assert "starts with a timestamp" in finding.summary

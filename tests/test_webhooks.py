@@ -170,3 +170,13 @@ def test_endpoint_answering_is_ok_refusing_and_hanging_are_critical(
     assert Status.CRITICAL == silent[0].status and "timed out" in silent[0].summary
     assert time.monotonic() - t0 < 3
     assert Status.UNKNOWN == webhooks.check_webhook_endpoint("")[0].status
+
+
+def test_log_of_which_no_line_could_be_read_is_unknown(tmp_path: Path) -> None:
+    """A corrupt log (binary, an HTML page) read in a window is UNKNOWN, never OK."""
+    path = tmp_path / "worker.jsonl"
+    path.write_bytes(b"\x00\x1f\x8b\x08garbage\xff\xfe\n<html><body>nginx</body></html>\n")
+    events = logs.load_events(str(path), since="2026-11-24T00:00:00Z")  # as the runbook reads
+    findings = webhooks.check_webhook_logs(events, source=str(path))
+    assert [Status.UNKNOWN] == [f.status for f in findings]
+    assert "none of the" in findings[0].summary
