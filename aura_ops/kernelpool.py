@@ -474,6 +474,9 @@ def _child_main(preload: str) -> None:
     import asyncio
     import warnings
 
+    from aura_ops._execute import lower_priority
+
+    lower_priority()
     proto = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # the kernel inherits stdout: it must never write into the protocol pipe
     warnings.simplefilter("ignore")

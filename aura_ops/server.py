@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aura_ops import alerts as payloads
+from aura_ops._execute import NICE_ENV
 from aura_ops.alert_routes import ReceiverConfig, RouteTable, RunRequest, load_routes
 from aura_ops.alerts import Alert, PayloadError
 from aura_ops.errors import ConfigError
@@ -79,6 +80,23 @@ class ServeOptions:
     shutdown_grace_s: float = 5.0
     public_url: str = ""
     output_root: Path | None = None
+    #: warm kernels kept ready (:mod:`aura_ops.kernelpool`); None: ``AURA_OPS_WARM_KERNELS``
+    #: if set, else one per worker; 0: every run starts cold
+    warm_kernels: int | None = None
+    #: niceness of run processes, so acknowledging alerts never waits for a run's CPU
+    run_nice: int = 5
+
+    def warm_size(self, environ: Mapping[str, str] | None = None) -> int:
+        """How many warm kernels to keep: :attr:`warm_kernels`, the env var, or ``workers``."""
+        if self.warm_kernels is not None:
+            return max(0, self.warm_kernels)
+        raw = (environ if environ is not None else os.environ).get("AURA_OPS_WARM_KERNELS", "")
+        try:
+            return max(0, int(raw)) if raw.strip() else max(1, self.workers)
+        except ValueError:
+            raise ConfigError(
+                f"AURA_OPS_WARM_KERNELS={raw!r} is not a number", hint="0 turns warm kernels off"
+            ) from None
 
 
 class _TooLarge(Exception):
@@ -160,6 +178,7 @@ class AlertService:
         self.environ = os.environ if environ is None else environ
         names = [n for rc in routes.receivers.values() for n in rc.env_names()]
         self.redactor = Redactor.from_environment(names, self.environ)
+        store.redactor = self.redactor  # one redactor for what the store keeps and the log
         self.marker = run_marker(store.path)
         self.pool = WorkerPool(
             store,
@@ -408,6 +427,7 @@ def serve(
     root = project_root()
     db = Path(db_path or root / "outputs" / "aura-ops.db")
     lock = lock_database(db)  # one server per database, before touching its runs
+    pool = None
     try:
         # processes of a killed predecessor's runs stop now, before the slow part of start-up
         orphans = reap_orphans(run_marker(db))
@@ -424,18 +444,28 @@ def serve(
         if orphans:
             log.warning("killed %d process(es) of runs a killed server left behind", orphans)
         store = RunStore(db, storm_window_s=storm_window_s, max_queue=max_queue)
-        runner = papermill_runner(output_root=opts.output_root, root=root)
+        warm = opts.warm_size()
+        if warm:  # started now, in the background: the first alert finds kernels ready
+            from aura_ops.kernelpool import KernelPool
+
+            nice = {NICE_ENV: str(opts.run_nice)} if opts.run_nice > 0 else {}
+            pool = KernelPool(warm, env=nice, notebooks_dir=root / "notebooks").start()
+        runner = papermill_runner(
+            output_root=opts.output_root, root=root, kernel_pool=pool, nice=opts.run_nice
+        )
         app = create_app(
             store, routes, runner=runner, options=opts, notifier=_notifier(routes, opts.public_url)
         )
         log.info(
-            "aura-ops serve on http://%s:%s (receivers: %s; %d routes; db %s; %d workers)",
+            "aura-ops serve on http://%s:%s (receivers: %s; %d routes; db %s; %d workers; "
+            "%d warm kernels)",
             host,
             port,
             ", ".join(enabled),
             len(routes.routes),
             db,
             opts.workers,
+            warm,
         )
         config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
         try:
@@ -443,5 +473,7 @@ def serve(
         finally:
             store.close()
     finally:
+        if pool is not None:
+            pool.close()
         lock.close()
     return 0

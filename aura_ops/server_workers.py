@@ -26,13 +26,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from aura_ops._execute import NICE_ENV
 from aura_ops.errors import ConfigError
 from aura_ops.redact import Redactor, default_redactor
 from aura_ops.runstore import RunStore
+
+if TYPE_CHECKING:
+    from aura_ops.kernelpool import KernelPool
 
 __all__ = [
     "Job",
@@ -78,8 +82,16 @@ class RunOutcome:
 Runner = Callable[[Job], RunOutcome]
 
 
-def papermill_runner(*, output_root: str | Path, root: Path | None = None) -> Runner:
-    """The real runner: :func:`aura_ops.runner.run_runbook` with ``trigger="alert"``."""
+def papermill_runner(
+    *,
+    output_root: str | Path,
+    root: Path | None = None,
+    kernel_pool: KernelPool | None = None,
+    nice: int = 0,
+) -> Runner:
+    """The real runner: :func:`aura_ops.runner.run_runbook` with ``trigger="alert"``, on a warm
+    kernel of ``kernel_pool`` when one is ready (else cold), at niceness ``nice``."""
+    lower = {NICE_ENV: str(nice)} if nice > 0 else {}
 
     def run(job: Job) -> RunOutcome:
         from aura_ops.runner import run_runbook
@@ -92,7 +104,8 @@ def papermill_runner(*, output_root: str | Path, root: Path | None = None) -> Ru
             trigger="alert",
             timeout_s=job.timeout_s,
             root=root,
-            extra_env=dict(job.extra_env),
+            extra_env={**lower, **job.extra_env},
+            kernel_pool=kernel_pool,
         )
         return RunOutcome(
             status=result.verdict.status.name,

@@ -28,7 +28,8 @@ REPORT = (
     "seen = globals().get('left_behind', 'nothing')\nleft_behind = 'state from a run'\n"
     "show(Finding('test.env', 'kernel', 'OK', 'ok', observed={'trigger': "
     "os.environ.get('AURA_OPS_TRIGGER'), 'run_id': os.environ.get('AURA_OPS_RUN_ID'), "
-    "'extra': os.environ.get('KP_TEST_VALUE'), 'cwd': os.getcwd(), 'seen': seen}, "
+    "'extra': os.environ.get('KP_TEST_VALUE'), 'cwd': os.getcwd(), 'seen': seen, "
+    "'nice': os.nice(0)}, "
     "source='test://env'))\nconclude()"
 )
 
@@ -183,3 +184,20 @@ def test_preload_follows_the_runbooks(root: Path) -> None:
     """A warm kernel imports what the runbooks import, besides pandas and matplotlib."""
     modules = preload_modules(root / "notebooks")
     assert {"aura_ops", "os", "time", "pandas", "matplotlib.pyplot"} <= set(modules)
+
+
+def test_runs_execute_at_the_niceness_asked(root: Path, tmp_path: Path) -> None:
+    """AURA_OPS_RUN_NICE lowers a run's priority on both paths (aura-ops serve sets it so the
+    receiver keeps acknowledging alerts while runs use the CPU); the caller's stays as it was."""
+    from aura_ops._execute import NICE_ENV
+
+    base = os.nice(0)
+    cold = run_runbook("report", root=root, output_root=tmp_path, extra_env={NICE_ENV: "4"})
+    with KernelPool(1, modules=("aura_ops",), env={NICE_ENV: "3"}) as niced:
+        warm = run_runbook("report", root=root, output_root=tmp_path, kernel_pool=niced)
+        assert 1 == niced.stats()["served"]
+    assert (min(base + 4, 19), min(base + 3, 19)) == (
+        _observed(cold)["nice"],
+        _observed(warm)["nice"],
+    )
+    assert base == os.nice(0)

@@ -872,3 +872,14 @@ def test_run_wall_clock_limit(project: Path) -> None:
         (run,) = rx.wait(done=1, timeout_s=60)
     assert (run["state"], run["verdict"]) == ("done", "UNKNOWN")
     assert "deadline" in run["headline"] and time.monotonic() - t0 < 30
+
+
+def test_serve_keeps_warm_kernels_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One warm kernel per worker unless AURA_OPS_WARM_KERNELS or --warm-kernels says
+    otherwise; 0 turns them off; a value that is not a number is refused."""
+    monkeypatch.delenv("AURA_OPS_WARM_KERNELS", raising=False)
+    assert 3 == ServeOptions(workers=3).warm_size()
+    assert 0 == ServeOptions(workers=3).warm_size({"AURA_OPS_WARM_KERNELS": "0"})
+    assert 1 == ServeOptions(workers=3, warm_kernels=1).warm_size({"AURA_OPS_WARM_KERNELS": "4"})
+    with pytest.raises(ConfigError, match="not a number"):
+        ServeOptions().warm_size({"AURA_OPS_WARM_KERNELS": "lots"})
