@@ -166,6 +166,19 @@ def test_shipped_rules_and_alertmanager_config_are_valid() -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_every_shipped_rule_names_an_existing_runbook() -> None:
+    """Each alert rule's `runbook` annotation is a notebook of the catalogue, so an alert with
+    no route in routes.yaml still gets its runbook (runbook_from_alert)."""
+    doc = yaml.safe_load((REPO / "deploy" / "prometheus" / "aura-ops-rules.yml").read_text())
+    named = {
+        rule["alert"]: rule.get("annotations", {}).get("runbook", "")
+        for group in doc["groups"]
+        for rule in group["rules"]
+    }
+    missing = {a: r for a, r in named.items() if not (REPO / "notebooks" / f"{r}.ipynb").is_file()}
+    assert {} == missing
+
+
 def _test_rules(path: Path) -> Path:
     """The shipped rules with windows and `for:` shortened to seconds, for a test."""
     doc = yaml.safe_load((REPO / "deploy" / "prometheus" / "aura-ops-rules.yml").read_text())
