@@ -90,6 +90,14 @@ def _reproduce(f: Finding) -> str:
         return f.reproduce
 
 
+def _recorded(f: Finding) -> dict[str, Any]:
+    """The finding as findings.json keeps it: ``reproduce`` as the card shows it, qualified,
+    so it can be pasted into a notebook as it is."""
+    out = f.to_dict()
+    out["reproduce"] = _reproduce(f)
+    return out
+
+
 def format_evidence(ev: Evidence) -> str:
     """One piece of evidence as HTML (tables truncated with a count)."""
     title = f'<div style="font-weight:600;margin:6px 0 2px">{_esc(ev.title)}</div>'
@@ -246,7 +254,7 @@ def show(findings: Finding | Iterable[Finding]) -> None:
         {
             "text/html": format_findings(items),
             "text/plain": text or "(no findings)",
-            FINDINGS_MIME: {"schema": 1, "findings": [f.to_dict() for f in items]},
+            FINDINGS_MIME: {"schema": 1, "findings": [_recorded(f) for f in items]},
         }
     )
 

@@ -44,6 +44,18 @@ def test_show_records_findings_in_the_output(monkeypatch) -> None:  # type: igno
     assert display.collected() == [f]
 
 
+def test_recorded_reproduce_is_the_qualified_call(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """findings.json keeps ``reproduce`` as the card shows it: runnable in a runbook notebook."""
+    shown: list[dict] = []
+    monkeypatch.setattr(display, "_display", shown.append)
+    display.reset()
+    call = "check_endpoint('http://127.0.0.1:8080/health', timeout_s=5)"
+    f = Finding("health.endpoint", "api", Status.OK, "up", reproduce=call)
+    display.show([f])
+    recorded = shown[0][FINDINGS_MIME]["findings"][0]["reproduce"]
+    assert "health.check_endpoint('http://127.0.0.1:8080/health', timeout_s=5)" == recorded
+
+
 def test_rerunning_a_cell_replaces_its_findings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The same check and subject shown twice counts once (the latest)."""
     monkeypatch.setattr(display, "_display", lambda b: None)
