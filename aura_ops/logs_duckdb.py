@@ -4,13 +4,16 @@ The pure-Python reader parses every line into a dict (~10 s per 200 MB). DuckDB 
 lines and splits text lines in C++ on every core; one scan per file with ``GROUPING SETS``
 (:mod:`aura_ops.logs_duckdb_sql`) gives everything a summary needs, nothing materialised:
 
-- the *plain* rows (well-formed values, not an error) become counters per time bucket and per
-  endpoint, and a histogram of exact durations per endpoint (numpy's ``quantile`` over the
-  expanded histogram is exactly the answer of the Python path, which keeps every duration);
-- every other row (errors, and rows the normaliser would fill in, such as a status taken from
-  an ``HTTP 503 ...`` message) comes back -- its fields for JSON, its line for text -- and goes
-  through the same Python code as the pure-Python path (:func:`aura_ops.logs_formats.finish`,
-  the streaming aggregator), so error types, masking and de-duplication are the same code.
+- the *exact* rows (values SQL reads as Python does), errors included, become counters per
+  time bucket and per endpoint, a histogram of exact durations per endpoint (numpy's
+  ``quantile`` over the expanded histogram is exactly the answer of the Python path, which
+  keeps every duration), and per error type its lines, first and last time, endpoints and
+  distinct correlation IDs -- the error type taken from the message and the masked message
+  computed in SQL with the Python path's own regular expressions, on ASCII text;
+- every other row (non-ASCII errors, odd values, rows the normaliser would fill in, such as a
+  status taken from an ``HTTP 503 ...`` message in JSON) comes back -- its fields for JSON,
+  its line for text -- and goes through the same Python code as the pure-Python path
+  (:func:`aura_ops.logs_formats.finish`, the streaming aggregator).
 
 Answers are identical to the pure-Python path by construction, and tested to be. A file this
 engine cannot reproduce exactly is read by the pure-Python path instead, whole: gzip; JSON
@@ -120,6 +123,7 @@ def _connect() -> Any:
     con = duckdb.connect(config={"threads": max(1, os.cpu_count() or 1)})
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET memory_limit = '768MB'")
+    con.execute("SET enable_progress_bar = false")  # no bar on stderr / in notebooks
     return con
 
 
@@ -174,9 +178,13 @@ class _Plan:
     hist: dict[tuple[str, str], tuple[list[float], list[int]]] = dataclasses.field(
         default_factory=dict
     )
+    errors: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     others: list[tuple[dict[str, Any], int]] = dataclasses.field(default_factory=list)
     malformed: int = 0
     malformed_lines: set[str] = dataclasses.field(default_factory=set)
+
+
+_TAIL = 8  # n, requests, c5xx, c4xx, c429, cerr, tmin, tmax
 
 
 def _plan(
@@ -190,23 +198,27 @@ def _plan(
     plan = _Plan()
     texts: list[tuple[str, int]] = []
     for row in rows:
-        gb, gd, ge, cls, b, m, r, d = row[:8]
-        n, requests, c4xx, c429, tmin, tmax = row[-6:]
+        gb, gd, gk, ge, cls, b, m, r, d, k, routed, kind, cid = row[:13]
+        tail = row[-_TAIL:]
+        n = tail[0]
         if cls == 2:
             return None  # a value DuckDB reads differently from Python
         if cls == 0 and not gb:  # per bucket and endpoint
-            plan.buckets.append((b, n, requests, c4xx, tmin, tmax))
-            if requests:
-                plan.endpoints.append(((m, r), requests, c4xx, c429))
+            plan.buckets.append((b, *tail))
+            if tail[1]:
+                plan.endpoints.append(((m, r), *tail[1:5]))
         elif cls == 0 and not gd:
             if d is not None:
                 values, counts = plan.hist.setdefault((m, r), ([], []))
                 values.append(d)
                 counts.append(n)
+        elif cls == 0 and not gk:
+            if k is not None:
+                plan.errors.append((k, m, r, routed, kind, cid, n, *tail[6:]))
         elif cls == 1 and not ge:
             if lf.name == "text":
-                texts.append((row[8], n))
-            elif not _json_other(plan, row[8 : 8 + len(FIELDS)], n, since, until):
+                texts.append((row[13], n))
+            elif not _json_other(plan, row[13 : 13 + len(FIELDS)], n, since, until):
                 return None  # a malformed JSON record: the Python reader reports its text
     if texts:
         _text_others(plan, texts, lf, name, since, until)
@@ -248,36 +260,68 @@ def _text_others(
         plan.others.extend((rec, n) for rec in recs)
 
 
+def _when(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
 def _apply(plan: _Plan, agg: Any) -> Done:
-    """Add the planned counters to the aggregator."""
+    """Add the planned counters to the aggregator (SQL groups first, then the other rows
+    through the aggregator itself, which merges with them: same sets of correlation IDs)."""
     events = 0
-    for rec, n in plan.others:
-        for _ in range(n):
-            agg.add(rec)
-        events += n
-    for b, n, requests, c4xx, tmin, tmax in plan.buckets:
+    for b, n, requests, c5xx, c4xx, _c429, cerr, tmin, tmax in plan.buckets:
         t = agg.tl.setdefault(int(b), [0, 0, 0, 0, 0])
         t[0] += n
         t[1] += requests
+        t[2] += c5xx
         t[3] += c4xx
+        t[4] += cerr
         events += n
-        first, last = _EPOCH + timedelta(microseconds=tmin), _EPOCH + timedelta(microseconds=tmax)
+        first, last = _when(tmin), _when(tmax)
         agg.first = first if agg.first is None or first < agg.first else agg.first
         agg.last = last if agg.last is None or last > agg.last else agg.last
-    for key, requests, c4xx, c429 in plan.endpoints:
+    for key, requests, c5xx, c4xx, c429 in plan.endpoints:
         e = agg.ep.get(key)
         if e is None:
             e = agg.ep[key] = [0, 0, 0, 0, Counter()]
         e[0] += requests
+        e[1] += c5xx
         e[2] += c4xx
         e[3] += c429
+    _apply_errors(plan.errors, agg)
     for key, (values, counts) in plan.hist.items():
         expanded = np.repeat(np.asarray(values, dtype=np.float64), np.asarray(counts))
         d = agg.dur.get(key)
         if d is None:
             d = agg.dur[key] = array("d")
         d.frombytes(expanded.tobytes())
+    for rec, n in plan.others:
+        for _ in range(n):
+            agg.add(rec)
+        events += n
     return Done(lines=0, events=events, malformed=plan.malformed)
+
+
+def _apply_errors(errors: list[tuple[Any, ...]], agg: Any) -> None:
+    """Errors per type as ``_Agg._add_error`` keeps them: lines, one per correlation ID (or
+    per line without one), first and last time, endpoints; 5xx kinds per endpoint. Each
+    group is one (type, endpoint, 5xx kind, correlation ID)."""
+    for key, m, r, routed, kind, cid, n, tmin, tmax in errors:
+        first, last = _when(tmin), _when(tmax)
+        e = agg.err.get(key)
+        if e is None:
+            e = agg.err[key] = [0, 0, first, last, Counter(), set()]
+        if not cid:
+            e[0] += n
+        elif cid not in e[5]:
+            e[0] += 1
+            e[5].add(cid)
+        e[1] += n
+        e[2] = first if e[2] is None or first < e[2] else e[2]
+        e[3] = last if e[3] is None or last > e[3] else e[3]
+        if routed:
+            e[4][f"{m} {r}"] += n
+        if kind is not None:
+            agg.ep[(m, r)][4][kind] += n
 
 
 def _samples(src: Any, malformed: set[str], count: int) -> list[str]:

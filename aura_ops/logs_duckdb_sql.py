@@ -1,21 +1,28 @@
 """The SQL of the DuckDB log engine (:mod:`aura_ops.logs_duckdb`): one scan per file.
 
-Every row is put in a class: ``0`` *plain* (counted in SQL), ``1`` *other* (its fields -- JSON
--- or its text -- plain-text logs -- go back to the Python aggregator), ``2`` *unfaithful*
-(JSON only: a value whose text DuckDB gives differently from what Python reads, e.g. a
-numeric level; the whole file is then read by Python), ``3`` plain but outside the window.
-A row is plain only when the Python normaliser (:func:`aura_ops.logs_formats.finish`) is known
-to read it the same way and it is not an error: anything unusual goes the Python way.
+Every row is put in a class: ``0`` *exact* (aggregated in SQL, errors included), ``1``
+*other* (its fields -- JSON -- or its text -- plain-text logs -- go back to the Python
+aggregator), ``2`` *unfaithful* (JSON only: a value whose text DuckDB gives differently from
+what Python reads, e.g. a numeric level; the whole file is then read by Python), ``3`` exact
+but outside the window. A row is exact only when the Python normaliser
+(:func:`aura_ops.logs_formats.finish`) is known to read it the same way: anything unusual goes
+the Python way.
+
+Error rows are normalised in SQL with the Python path's own regular expressions (error type
+from the message, numbers masked), on ASCII text only: there RE2 and Python's ``re`` agree
+(``\\b``, ``\\d``, ``\\w``, ``\\s`` are ASCII classes in both; both take the leftmost match, and
+among those the one a backtracking engine would find). Non-ASCII errors go the Python way.
 
 One ``GROUPING SETS`` query returns counters per time bucket and endpoint, a histogram of
-exact durations per endpoint, and the other rows with their multiplicity.
+exact durations per endpoint, the errors per type and correlation ID, and
+the other rows with their multiplicity.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .logs_formats import ALIASES
+from .logs_formats import _LEVELS, ALIASES
 
 __all__ = ["FIELDS", "json_query", "text_query"]
 
@@ -33,8 +40,21 @@ FIELDS = (
     "error_type",
 )
 _TEXT_FIELDS = ("message", "correlation_id", "route", "path", "error_type")
-#: Levels (upper-cased) that are never an error for Python: such rows can be plain.
+#: Levels (upper-cased) that are never an error for Python.
 _PLAIN_LEVELS = ("INFO", "DEBUG", "WARNING", "WARN", "TRACE", "NOTICE", "INFORMATION")
+#: Every level word the SQL path normalises itself (as ``_norm_level`` does).
+_KNOWN_LEVELS = tuple(sorted({*_PLAIN_LEVELS, *_LEVELS, *_LEVELS.values(), "ERROR"}))
+#: The regular expressions of :mod:`aura_ops.logs_formats` / :mod:`aura_ops.logs_stats`.
+_EXC = r"\b([A-Z][\w.]*(?:Error|Exception|Exceeded|Timeout|Failure|Fault|Refused))\b"
+_MASK = r"0x[0-9a-fA-F]+|\b[0-9a-fA-F-]{8,}\b|\d+"
+_TEXT_RE = (
+    r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d\S*)\s+([A-Za-z]+)\s+(\S+)"
+    r"\s+(?:\[([^\]]*)\]\s*)?(.*)$"
+)
+_HTTP_RE = (
+    r"HTTP (\d{3}) ([A-Z]+) (\S+)(?: ([A-Za-z_][\w.]*): (.*?))?"
+    r"(?: Duration (\d+(?:\.\d+)?)ms)?\s*$"
+)
 
 
 def _one_of(expr: str, words: tuple[str, ...]) -> str:
@@ -45,6 +65,15 @@ def _one_of(expr: str, words: tuple[str, ...]) -> str:
 _LEVEL_ALIASES = ("severity", "lvl", "levelname", "log.level")
 _STATUS_ALIASES = ("status_code", "statusCode", "http_status", "msg", "@message")
 _DURATION_ALIASES = ("latency_ms", "elapsed_ms", "response_time_ms")
+_MESSAGE_ALIASES = ("msg", "@message")
+_CID_ALIASES = (
+    "correlationId",
+    "correlation-id",
+    "x_correlation_id",
+    "request_id",
+    "requestId",
+)
+_ERROR_TYPE_ALIASES = ("exc_type", "exception_type", "errorType")
 
 
 def _q(name: str) -> str:
@@ -53,6 +82,12 @@ def _q(name: str) -> str:
 
 def _s(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _norm_level(upper: str) -> str:
+    """The SQL of ``_norm_level`` for an upper-cased level word."""
+    whens = " ".join(f"WHEN {_s(k)} THEN {_s(v)}" for k, v in sorted(_LEVELS.items()))
+    return f"(CASE {upper} {whens} ELSE {upper} END)"
 
 
 def _plain_text(col: str) -> str:
@@ -72,15 +107,21 @@ def _absent(canonical: str, aliases: tuple[str, ...]) -> str:
     return f"({_q(canonical)} IS NOT NULL OR coalesce({', '.join(map(_q, aliases))}) IS NULL)"
 
 
-def _plain_json() -> str:
-    """A JSON row whose summary Python would compute exactly as SQL does, not an error: the
-    values a plain row is counted by are checked, aliases only where they would count."""
+def _ascii(expr: str) -> str:
+    """``expr`` is NULL or ASCII (bytes = characters), where RE2 and ``re`` agree."""
+    return f"({expr} IS NULL OR strlen({expr}) = length({expr}))"
+
+
+def _exact_json() -> str:
+    """A JSON row whose summary Python would compute exactly as SQL does: the values a row is
+    counted by are checked, aliases only where they would count; error rows also need their
+    message, correlation ID and error type as plain (ASCII) text."""
     return " AND ".join(
         [
             "_a_tsu IS NOT NULL",
-            f"(level IS NULL OR {_one_of('level', _PLAIN_LEVELS)}"
-            f" OR {_one_of('upper(level)', _PLAIN_LEVELS)})",
-            "(status IS NULL OR (length(status) = 3 AND _a_st BETWEEN 100 AND 499))",
+            f"(level IS NULL OR {_one_of('level', _KNOWN_LEVELS)}"
+            f" OR {_one_of('upper(level)', _KNOWN_LEVELS)})",
+            "(status IS NULL OR (length(status) = 3 AND _a_st BETWEEN 100 AND 999))",
             "(duration_ms IS NULL OR (_a_d IS NOT NULL AND duration_ms[-1] BETWEEN '0' AND '9'"
             f" AND {_numeric_start('duration_ms')}))",
             *(_plain_text(c) for c in ("method", "route", "path")),
@@ -92,6 +133,17 @@ def _plain_json() -> str:
             _absent("route", ("endpoint",)),
             "NOT (status IS NULL AND message IS NOT NULL AND contains(message, 'HTTP '))",
             f"(status IS NOT NULL OR {_plain_text('message')})",
+            "(NOT _a_err OR ("
+            + " AND ".join(
+                [
+                    *(_plain_text(c) for c in ("message", "correlation_id", "error_type")),
+                    _absent("message", _MESSAGE_ALIASES),
+                    _absent("correlation_id", _CID_ALIASES),
+                    _absent("error_type", _ERROR_TYPE_ALIASES),
+                    _ascii("message"),
+                ]
+            )
+            + "))",
         ]
     )
 
@@ -128,31 +180,59 @@ def _plain_ts(col: str) -> str:
         ELSE FALSE END)"""
 
 
+def _tsu(col: str) -> str:
+    return f"CASE WHEN {_plain_ts(col)} THEN epoch_us(try_cast({col} AS TIMESTAMP)) END"
+
+
 def _window(since_us: int | None, until_us: int | None) -> str:
     bounds = [f"_a_tsu >= {since_us}"] * (since_us is not None)
     bounds += [f"_a_tsu < {until_us}"] * (until_us is not None)
     return " AND ".join(bounds) or "TRUE"
 
 
-def _grouped(step_us: int, plain_cols: str, other_cols: str, other_keys: str) -> str:
-    """The common tail: plain columns, other rows' fields, the four grouping sets."""
-    return f""", rows AS (
-  SELECT _a_cls,
-    CASE WHEN _a_cls = 0 THEN _a_tsu // {step_us} END AS b,
-    CASE WHEN _a_cls = 0 THEN _a_tsu END AS t,
-    {plain_cols},
-    {other_cols}
+def _grouped(step_us: int, other_cols: str, other_keys: str) -> str:
+    """The common tail. ``classed`` gives, for exact rows: ``_a_tsu`` (µs), ``_a_st``
+    (status), ``_a_d`` (duration), ``_a_lvl`` (normalised level), ``_a_err`` (an error row),
+    ``_a_m``/``_a_r`` (method, route: NULL when absent), ``_a_msg``, ``_a_cid`` and
+    ``_a_et0`` (the error type the record carries)."""
+    exact = "_a_cls = 0"
+    error = f"{exact} AND _a_err"
+    return f""", prep AS (
+  SELECT *,
+    CASE WHEN {error} THEN CASE WHEN _a_et0 IS NOT NULL THEN _a_et0
+      WHEN _a_msg <> '' THEN nullif(regexp_extract(_a_msg, {_s(_EXC)}, 1), '') END END AS _a_et
   FROM classed
+), rows AS (
+  SELECT _a_cls,
+    CASE WHEN {exact} THEN _a_tsu // {step_us} END AS b,
+    CASE WHEN {exact} THEN _a_tsu END AS t,
+    CASE WHEN {exact} THEN _a_st END AS s,
+    CASE WHEN {exact} THEN coalesce(nullif(_a_m, ''), '?') END AS m,
+    CASE WHEN {exact} THEN coalesce(nullif(_a_r, ''), '?') END AS r,
+    CASE WHEN {exact} THEN _a_d END AS d,
+    CASE WHEN {exact} THEN coalesce(_a_lvl = 'ERROR' OR _a_lvl = 'CRITICAL', FALSE) END AS el,
+    CASE WHEN {error} THEN CASE WHEN _a_et <> '' THEN _a_et
+      WHEN _a_msg IS NULL THEN '(no message)'
+      ELSE left(regexp_replace(_a_msg, {_s(_MASK)}, 'N', 'g'), 80) END END AS k,
+    CASE WHEN {error} THEN _a_r IS NOT NULL END AS routed,
+    CASE WHEN {exact} AND _a_st >= 500 THEN
+      CASE WHEN _a_et <> '' THEN _a_et ELSE 'HTTP ' || _a_st END END AS kind,
+    CASE WHEN {error} THEN _a_cid END AS cid,
+    {other_cols}
+  FROM prep
 )
-SELECT GROUPING(b) AS gb, GROUPING(d) AS gd, GROUPING({other_keys}) AS ge,
-  _a_cls, b, m, r, d, {other_keys},
+SELECT GROUPING(b) AS gb, GROUPING(d) AS gd, GROUPING(k) AS gk, GROUPING({other_keys}) AS ge,
+  _a_cls, b, m, r, d, k, routed, kind, cid, {other_keys},
   count(*) AS n,
   count(s) AS requests,
+  count(*) FILTER (WHERE s >= 500) AS c5xx,
   count(*) FILTER (WHERE s >= 400 AND s < 500) AS c4xx,
   count(*) FILTER (WHERE s = 429) AS c429,
+  count(*) FILTER (WHERE el) AS cerr,
   min(t) AS tmin, max(t) AS tmax
 FROM rows
-GROUP BY GROUPING SETS ((_a_cls, b, m, r), (_a_cls, m, r, d), (_a_cls, {other_keys}))
+GROUP BY GROUPING SETS ((_a_cls, b, m, r), (_a_cls, m, r, d), (_a_cls, k, m, r, routed, kind, cid),
+  (_a_cls, {other_keys}))
 """
 
 
@@ -161,69 +241,111 @@ def json_query(path: Path, step_us: int, since_us: int | None, until_us: int | N
     names = list(FIELDS) + sorted(ALIASES)
     columns = "{" + ", ".join(f"{_s(n)}: 'VARCHAR'" for n in names) + "}"
     others = ", ".join(f"CASE WHEN _a_cls = 1 THEN {_q(f)} END AS e_{f}" for f in FIELDS)
-    plain = """CASE WHEN _a_cls = 0 THEN _a_st END AS s,
-    CASE WHEN _a_cls = 0 THEN coalesce(nullif(method, ''), '?') END AS m,
-    CASE WHEN _a_cls = 0 THEN coalesce(nullif(CASE WHEN route IS NULL
-      THEN split_part(path, '?', 1) ELSE route END, ''), '?') END AS r,
-    CASE WHEN _a_cls = 0 THEN _a_d END AS d"""
+    lvl = f"""CASE WHEN level IS NULL THEN CASE WHEN _a_st >= 500 THEN 'ERROR'
+      WHEN _a_st >= 400 THEN 'WARNING' WHEN _a_st IS NOT NULL THEN 'INFO' END
+      ELSE {_norm_level("upper(level)")} END"""
     head = f"""
 WITH src AS (
   SELECT * FROM read_json({_s(str(path))}, format = 'newline_delimited', records = 'true',
                           columns = {columns})
 ), typed AS (
   SELECT *,
-    CASE WHEN {_plain_ts("ts")} THEN epoch_us(try_cast(ts AS TIMESTAMP)) END AS _a_tsu,
+    {_tsu("ts")} AS _a_tsu,
     try_cast(status AS INTEGER) AS _a_st,
     try_cast(duration_ms AS DOUBLE) AS _a_d
   FROM src
+), leveled AS (
+  SELECT *, {lvl} AS _a_lvl FROM typed
+), erred AS (
+  SELECT *, coalesce(_a_lvl = 'ERROR' OR _a_lvl = 'CRITICAL' OR _a_st >= 500, FALSE) AS _a_err
+  FROM leveled
 ), classed AS (
   SELECT *,
     CASE
-      WHEN {_plain_json()} THEN CASE WHEN {_window(since_us, until_us)} THEN 0 ELSE 3 END
+      WHEN {_exact_json()} THEN CASE WHEN {_window(since_us, until_us)} THEN 0 ELSE 3 END
       WHEN {_faithful()} THEN 1
       ELSE 2
-    END AS _a_cls
-  FROM typed
+    END AS _a_cls,
+    method AS _a_m,
+    CASE WHEN route IS NULL THEN split_part(path, '?', 1) ELSE route END AS _a_r,
+    message AS _a_msg, correlation_id AS _a_cid, error_type AS _a_et0
+  FROM erred
 )"""
-    return head + _grouped(step_us, plain, others, ", ".join(f"e_{f}" for f in FIELDS))
+    return head + _grouped(step_us, others, ", ".join(f"e_{f}" for f in FIELDS))
 
 
 def text_query(path: Path, step_us: int, since_us: int | None, until_us: int | None) -> str:
     """The scan of one plain-text log (``TS LEVEL LOGGER [CID] MESSAGE``); other rows come
-    back as their line. Plain: an access line ``HTTP <status> <METHOD> <route> Duration
-    <n>ms`` with a status below 500, or a line without ``HTTP `` -- at a non-error level."""
-    # p: the line split at single spaces; a double space, a tab, a stray character in a field
-    # fails one of the checks below and the line goes the Python way
+    back as their line.
+
+    Two exact ways: the common lines split at single spaces (an access line ``HTTP <status>
+    <METHOD> <route> Duration <n>ms`` with a status below 500, or a line without ``HTTP ``, at
+    a non-error level), else the Python path's regular expressions on printable-ASCII lines
+    (errors, tracebacks' first lines, odd spacing). Anything else goes the Python way."""
+    # f1..f10: the line split at single spaces; a double space, a tab, a stray character in a
+    # field fails one of the checks below and the line goes the regex way
     access = (
-        "len(p) = 10 AND p[5] = 'HTTP' AND length(p[6]) = 3 AND _a_st BETWEEN 100 AND 499"
-        " AND regexp_full_match(p[7], '[A-Z]+') AND regexp_full_match(p[8], '[!-~]+')"
-        r" AND p[9] = 'Duration' AND regexp_full_match(p[10], '[0-9]+(\.[0-9]+)?ms')"
+        "np = 10 AND f5 = 'HTTP' AND regexp_full_match(f6, '[0-9]{3}')"
+        " AND _a_st0 BETWEEN 100 AND 499"
+        r" AND regexp_full_match(f4, '\[[^\]]*\]')"
+        " AND regexp_full_match(f7, '[A-Z]+') AND regexp_full_match(f8, '[!-~]+')"
+        r" AND f9 = 'Duration' AND regexp_full_match(f10, '[0-9]{1,20}(\.[0-9]{1,10})?ms')"
     )
+    split_plain = f"""_a_tsu0 IS NOT NULL AND {_one_of("_a_u", _PLAIN_LEVELS)}
+        AND strlen(f2) = length(f2) AND np >= 4 AND regexp_full_match(f3, '[!-~]+')
+        AND (({access}) OR NOT contains(line, 'HTTP '))"""
+    is_access = "np = 10 AND f5 = 'HTTP'"
     head = f"""
 WITH src AS (
   SELECT line FROM read_csv({_s(str(path))}, columns = {{'line': 'VARCHAR'}}, header = false,
     sep = '\\x01', quote = '', escape = '', auto_detect = false, strict_mode = false)
-), typed AS (
-  SELECT line, p,
-    CASE WHEN {_plain_ts("p[1]")} THEN epoch_us(try_cast(p[1] AS TIMESTAMP)) END AS _a_tsu,
-    try_cast(p[6] AS INTEGER) AS _a_st,
-    upper(p[2]) AS _a_lvl
+), fields AS (
+  SELECT line, len(p) AS np, p[1] AS f1, p[2] AS f2, p[3] AS f3, p[4] AS f4, p[5] AS f5,
+    p[6] AS f6, p[7] AS f7, p[8] AS f8, p[9] AS f9, p[10] AS f10
   FROM (SELECT line, string_split(line, ' ') AS p FROM src WHERE line IS NOT NULL)
+), split AS (
+  SELECT *,
+    {_tsu("f1")} AS _a_tsu0,
+    try_cast(f6 AS INTEGER) AS _a_st0,
+    upper(f2) AS _a_u
+  FROM fields
+), way AS (
+  SELECT *, CASE WHEN {split_plain} THEN 0
+    WHEN regexp_full_match(line, '[ -~]*') THEN 5 ELSE 1 END AS _a_way
+  FROM split
+), rx AS (
+  SELECT *, CASE WHEN _a_way = 5 THEN regexp_extract(line, {_s(_TEXT_RE)},
+    ['ts', 'level', 'logger', 'cid', 'msg']) END AS x
+  FROM way
+), hx AS (
+  SELECT *, CASE WHEN _a_way = 5 AND contains(x.msg, 'HTTP ') THEN regexp_extract(x.msg,
+    {_s(_HTTP_RE)}, ['status', 'method', 'route', 'et', 'err', 'dur']) END AS h
+  FROM rx
+), typed AS (
+  SELECT line,
+    CASE WHEN _a_way = 0 THEN _a_tsu0 WHEN _a_way = 5 AND x.ts <> '' THEN {_tsu("x.ts")}
+      END AS _a_tsu,
+    CASE WHEN _a_way = 0 THEN CASE WHEN {is_access} THEN _a_st0 END
+      WHEN h.status <> '' THEN try_cast(h.status AS INTEGER) END AS _a_st,
+    CASE WHEN _a_way = 0 THEN CASE WHEN {is_access} THEN try_cast(rtrim(f10, 'ms') AS DOUBLE)
+      END WHEN h.dur <> '' THEN try_cast(h.dur AS DOUBLE) END AS _a_d,
+    coalesce(length(h.dur) > 30, FALSE) AS _a_long,
+    CASE WHEN _a_way = 0 THEN _a_u WHEN _a_way = 5 THEN {_norm_level("upper(x.level)")}
+      END AS _a_lvl,
+    CASE WHEN _a_way = 0 THEN CASE WHEN {is_access} THEN f7 END
+      WHEN h.method <> '' THEN h.method END AS _a_m,
+    CASE WHEN _a_way = 0 THEN CASE WHEN {is_access} THEN f8 END
+      WHEN h.route <> '' THEN h.route END AS _a_r,
+    x.msg AS _a_msg, x.cid AS _a_cid,
+    CASE WHEN h.et <> '' THEN h.et END AS _a_et0,
+    _a_way
+  FROM hx
 ), classed AS (
   SELECT *,
-    CASE
-      WHEN _a_tsu IS NOT NULL AND {_one_of("_a_lvl", _PLAIN_LEVELS)} AND len(p) >= 4
-        AND regexp_full_match(p[3], '[!-~]+')
-        AND (({access}) OR NOT contains(line, 'HTTP '))
-      THEN CASE WHEN {_window(since_us, until_us)} THEN 0 ELSE 3 END
-      ELSE 1
-    END AS _a_cls
+    CASE WHEN _a_way = 1 OR _a_tsu IS NULL OR _a_long THEN 1
+      WHEN {_window(since_us, until_us)} THEN 0 ELSE 3 END AS _a_cls,
+    coalesce(_a_lvl = 'ERROR' OR _a_lvl = 'CRITICAL' OR _a_st >= 500, FALSE) AS _a_err
   FROM typed
 )"""
-    plain = """CASE WHEN _a_cls = 0 AND len(p) = 10 AND p[5] = 'HTTP' THEN _a_st END AS s,
-    CASE WHEN _a_cls = 0 AND len(p) = 10 AND p[5] = 'HTTP' THEN p[7] END AS m,
-    CASE WHEN _a_cls = 0 AND len(p) = 10 AND p[5] = 'HTTP' THEN p[8] END AS r,
-    CASE WHEN _a_cls = 0 AND len(p) = 10 AND p[5] = 'HTTP'
-      THEN CAST(rtrim(p[10], 'ms') AS DOUBLE) END AS d"""
     others = "CASE WHEN _a_cls = 1 THEN line END AS e_line"
-    return head + _grouped(step_us, plain, others, "e_line")
+    return head + _grouped(step_us, others, "e_line")

@@ -127,6 +127,117 @@ def test_unusual_json_falls_back_to_python(tmp_path: Path, odd: str, duck: None)
     assert_same(slow, fast)
 
 
+JSON_ERRORS = [
+    # error rows normalised in SQL: types from messages, masked messages, derived levels
+    {"level": "ERROR", "message": "Job 12 failed: app.jobs.RenderTimeout after 0x1f tries"},
+    {
+        "level": "error",
+        "message": "id 3fa85f64-5717-4562-b3fc-2c963f66afa6 gone",
+        "correlation_id": "",
+    },
+    {"level": "FATAL", "message": "disk full on /dev/sda1 (99%)", "correlation_id": "c00001"},
+    {"level": "Err", "message": "x" * 120 + " 12345"},
+    {"level": "CRIT", "error_type": "", "message": "typed empty 42"},
+    {
+        "level": None,
+        "status": "503",
+        "message": "upstream 10.0.0.1 down",
+        "method": "GET",
+        "route": "/api/a",
+    },
+    {"status": 500, "method": "POST", "path": "/api/x?y=1", "message": "KeyErrorX: no"},
+    {"level": "ERROR", "status": 502, "route": "/api/b/{id}", "error_type": "BadGateway"},
+    {"level": "ERROR"},
+    {"level": "ERROR", "message": ""},
+    {"level": "ERROR", "message": "Valid.Error_2: x ValueError"},
+    # non-ASCII and control characters: the Python way
+    {"level": "ERROR", "message": "caf\u00e9 12 failed \u0663 TimeoutError"},
+    {"level": "ERROR", "message": "tab\tand\x0bvt 7 ConnectionRefused"},
+    {"level": "ERROR", "message": 12345},
+    # the same correlation ID through SQL and through Python: one error
+    {"level": "ERROR", "message": "shared 1 failed", "correlation_id": "c00002"},
+    {"level": "ERROR", "message": "shared 2 failed", "correlation_id": "c00002"},
+    {"level": "ERROR", "message": "shared \u00e9 failed", "correlation_id": "c00002"},
+    {"level": " ERROR", "message": "shared 3 failed", "correlation_id": "c00002"},
+]
+
+
+def test_duckdb_json_errors_match_python(tmp_path: Path, duck: None) -> None:
+    """Error rows of every shape -- derived levels, empty types, masked IDs, long, empty and
+    missing messages, non-ASCII text, a correlation ID seen through both paths -- give the
+    same error table on both engines."""
+    extra = []
+    for i, rec in enumerate(JSON_ERRORS * 3):
+        ts = f"2026-11-23T10:0{i % 6}:{i % 60:02d}.{i:03d}Z"
+        extra.append(json.dumps({"ts": ts, **{k: v for k, v in rec.items() if v is not None}}))
+    path = write_json(tmp_path / "errors.jsonl", n=600, extra=extra)
+    fast = summarize_file(path, engine="duckdb")
+    assert "duckdb" == fast.engine
+    assert_same(summarize_file(path, engine="python"), fast)
+
+
+TEXT_ODD = [
+    # the regex way (printable ASCII): errors, odd spacing, no correlation ID, empty one
+    "2026-11-23T10:00:01.000Z ERROR api [c1] HTTP 500 GET /api/a KeyError: 'x' Duration 5ms",
+    "2026-11-23T10:00:02.000Z ERROR api [c1] HTTP 502 GET /api/a Duration 7.5ms",
+    "2026-11-23T10:00:03.000Z error api [c2] HTTP 503 POST /api/b A.B_c: y: z Duration 1ms tail",
+    "2026-11-23T10:00:04.000Z CRITICAL worker Job 9 failed: RateLimitExceeded: quota",
+    "2026-11-23T10:00:05.000Z ERROR worker [] Job 10 failed 0xdeadbeef",
+    "2026-11-23T10:00:06.000Z INFO  api [c3] HTTP 200 GET /api/a Duration 3ms",
+    "2026-11-23T10:00:07.000Z INFO api [c3]  HTTP 200 GET /api/a Duration 4ms",
+    "2026-11-23T10:00:08.000Z INFO api [a HTTP 200 GET /x] Duration 5ms",
+    "2026-11-23T10:00:09.000Z INFO api [c4] HTTP 1e2 GET /api/a Duration 6ms",
+    "2026-11-23T10:00:10.000Z WARN api [c5] HTTP 404 GET /api/a",
+    "2026-11-23T10:00:11.000Z FATAL api [c6] HTTP 200 GET /api/a Duration 2ms",
+    "2026-11-23T10:00:12.000Z Notice api HTTP 503 GET /api/c Duration 9ms",
+    "2026-11-23T10:00:13.000Z ERROR api [c7] HTTP 500 GET /api/a Duration 5ms ",
+    "2026-11-23T10:00:14.000Z ERROR api",
+    "2026-11-23T10:00:15.000Z ERROR api ",
+    "2026-11-23T10:00:16.000Z ERROR api [c8]",
+    "2026-11-23T10:00:17+00:00 ERROR api [c9] HTTP 500 GET /api/a Duration 5ms",
+    "2026-11-23 10:00:18Z ERROR api [c9] HTTP 500 GET /api/a Duration 5ms",
+    # the Python way: non-ASCII, tabs, a dotless i in the level
+    "2026-11-23T10:00:19.000Z ERROR api [c10] caf\u00e9 12 failed TimeoutError",
+    "2026-11-23T10:00:20.000Z ERROR\tapi [c10] HTTP 500 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:21.000Z \u0131nfo api [c11] started",
+    "2026-11-23T10:00:22.000Z ERROR api [c1] shared \u00e9",
+]
+
+
+def test_duckdb_text_odd_lines_match_python(tmp_path: Path, duck: None) -> None:
+    """Odd plain-text lines -- errors parsed by the regex way, double spaces, a bracket that
+    swallows the request, a non-numeric status, derived levels, non-ASCII text, tabs -- give
+    the same summary (malformed count included) on both engines."""
+    path = write_text(tmp_path / "odd.log", n=600, extra=TEXT_ODD * 2)
+    fast = summarize_file(path, engine="duckdb")
+    assert "duckdb" == fast.engine
+    assert_same(summarize_file(path, engine="python"), fast)
+    kw = {"since": "2026-11-23T10:00:05Z", "until": "2026-11-23T10:00:18Z", "freq": "5s"}
+    assert_same(summarize_file(path, engine="python", **kw), summarize_file(path, **kw))
+
+
+def test_common_lines_stay_in_sql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duck: None
+) -> None:
+    """The generated logs' lines, errors included, are all answered in SQL: no line comes
+    back to the Python normaliser."""
+    import aura_ops.logs_duckdb as fast_engine
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a line went the Python way")
+
+    monkeypatch.setattr(fast_engine, "_json_other", refuse)
+    monkeypatch.setattr(fast_engine, "_text_others", refuse)
+    rng = random.Random(3)
+    lines = [json.dumps(r) for r in (_json_line(rng, i) for i in range(1, 400)) if "ts" in r]
+    lines = [ln for ln in lines if '"HTTP 503 POST /api/e' not in ln or '"status"' in ln]
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
+    text = TEXT_ODD[:13] + TEXT_ODD[14:17]  # not the malformed line, nor the odd timestamps
+    (tmp_path / "b.log").write_text("\n".join(text) + "\n")
+    for name in ("a.jsonl", "b.log"):
+        assert "duckdb" == summarize_file(tmp_path / name, engine="duckdb").engine
+
+
 def test_gzip_and_fixtures_agree(tmp_path: Path, duck: None) -> None:
     """Rotated gzip files and the shared fixtures give the same answers with either engine."""
     gz = tmp_path / "api.jsonl.1.gz"
