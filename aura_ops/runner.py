@@ -230,7 +230,7 @@ def _execute(
     if kernel_pool is not None and not progress:
         with kernel_pool.lease(extra_env) as warm:
             if warm is not None:
-                return warm.run(spec, extra_env, timeout_s)
+                return {**warm.run(spec, extra_env, timeout_s), "kernel": "warm"}
     (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
     env = {**os.environ, **extra_env}
     env.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / "aura-ops-mpl"))
@@ -338,6 +338,7 @@ def run_runbook(
             extra_env=run_env,
             kernel_pool=pool,
         )
+        execution.setdefault("kernel", "cold")  # in findings.json: which path ran it
         duration = time.monotonic() - t0
         nb = nbformat.read(raw, as_version=4) if raw.is_file() else nbformat.read(path, 4)
         record, nb = _evidence(

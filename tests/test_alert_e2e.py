@@ -222,7 +222,8 @@ def test_alert_to_report_end_to_end(tmp_path: Path) -> None:
             (home / "parameters" / "environments" / "example.yaml").write_text(
                 yaml.safe_dump({"description": "the test sandbox", "parameters": env})
             )
-            args = ("--db", str(tmp_path / "db"), "-o", str(tmp_path / "out"), "--workers", "1")
+            out = tmp_path / "out"
+            args = ("--db", str(tmp_path / "db"), "-o", str(out), "--workers", "1")
             with serve(home, *args) as (_, url, log):
                 am_config = _test_alertmanager(url, token_file)
                 with start_alertmanager(am_config) as am:
@@ -251,6 +252,8 @@ def test_alert_to_report_end_to_end(tmp_path: Path) -> None:
                     assert "/api/render" in run["headline"]
                     report = httpx.get(f"{url}/runs/{run['id']}/report", timeout=5)
                     assert report.status_code == 200 and "/api/render" in report.text
+                    (record,) = [json.loads(p.read_text()) for p in out.rglob("findings.json")]
+                    assert "warm" == record["execution"]["kernel"]  # serve's default pool
                     sandbox.clear()
                     resolved = wait_for(
                         lambda: httpx.get(f"{url}/runs/{run['id']}", timeout=5).json()[
