@@ -5,8 +5,10 @@ PostgreSQL), a Prometheus scraping it every second when one is installed (the ru
 asks Prometheus for the 5xx ratio; without one it scrapes ``/metrics`` twice, 5 s apart, and
 every figure below carries those 5 s), and two ``aura-ops serve`` processes on the same home:
 
-- **warm**: ``AURA_OPS_WARM_KERNELS=2`` -- runs on pre-started kernels (``aura_ops.kernelpool``);
-- **cold**: the default -- each run starts its Python process, papermill and kernel.
+- **warm**: the default (``--warm-kernels`` one per worker, here 2) -- runs on pre-started
+  kernels (``aura_ops.kernelpool``);
+- **cold**: ``AURA_OPS_WARM_KERNELS=0`` -- each run starts its Python process, papermill and
+  kernel.
 
 Alerts (Alertmanager webhooks, each a new episode: a distinct ``namespace``) alternate between
 the two servers, one at a time, ``--gap`` seconds apart (alerts rarely come back to back; the
@@ -149,7 +151,7 @@ def report(results: dict[str, list[dict[str, Any]]], prometheus: bool) -> dict[s
     for key, runs in results.items():
         lat = [r["latency_s"] for r in runs]
         stats[key] = {"n": len(lat), "p50_s": statistics.median(lat), "p95_s": pct(lat, 0.95)}
-    labels = {"warm": "serve, warm kernels", "cold": "serve, cold (default)",
+    labels = {"warm": "serve (default: warm)", "cold": "serve, warm kernels off",
               "papermill": "papermill CLI, cold", "floor": "plain Python script"}  # fmt: skip
     for key, s in stats.items():
         line = f"n={s['n']:<3} p50 {s['p50_s']:6.2f} s   p95 {s['p95_s']:6.2f} s"

@@ -326,6 +326,28 @@ def write_results(out: Path, results: Mapping[tuple[str, str, str], CellResult])
             "deadline_s": DEADLINE_S, "slow_delay_s": DELAY_S, "cells": rows}  # fmt: skip
     (out / "matrix.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     (out / "matrix.md").write_text(markdown(results), encoding="utf-8")
+    (out / "summary.md").write_text(summary(results), encoding="utf-8")
+
+
+def summary(results: Mapping[tuple[str, str, str], CellResult]) -> str:
+    """One row per runbook (the README's table): cells run, how the failing source was
+    reported, verdicts, slowest run, cells that broke a rule."""
+    head = ("runbook", "sources", "cells", "failing source reported", "verdict", "slowest",
+            "broke a rule")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for runbook in DECLARED:
+        cells = [c for (r, _, _), c in results.items() if r == runbook and not c.skipped]
+        if not cells:
+            continue
+        worst = sorted({c.status or "none" for c in cells})
+        verdicts = sorted({c.verdict for c in cells})
+        broke = sum(1 for c in cells if c.problems)
+        lines.append(
+            f"| {runbook} | {len({c.param for c in cells})} | {len(cells)} | "
+            f"{' / '.join(worst)} | {' / '.join(verdicts)} | "
+            f"{max(c.seconds for c in cells):.0f} s | {broke} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def markdown(results: Mapping[tuple[str, str, str], CellResult]) -> str:
