@@ -42,11 +42,11 @@ test: setup services  ## install everything and run the test suite
 
 lint: setup  ## ruff on code and notebooks; notebooks must be committed without outputs
 	$(BIN)/ruff check aura_ops tests notebooks
-	$(BIN)/nbstripout --verify notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-id --verify notebooks/*.ipynb
 
 format: setup  ## format code, strip notebook outputs
 	$(BIN)/ruff format aura_ops tests
-	$(BIN)/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill" notebooks/*.ipynb
+	$(BIN)/nbstripout --keep-id --extra-keys "metadata.papermill cell.metadata.papermill" notebooks/*.ipynb
 
 bench: setup  ## benchmarks: alert to report, logs (100 MB, 1 GB), alert storm (~15 min)
 	@$(BIN)/python -c "import duckdb" 2>/dev/null || $(BIN)/pip install --quiet duckdb
