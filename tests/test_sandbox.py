@@ -102,3 +102,27 @@ def test_stop_removes_everything(tmp_path) -> None:  # type: ignore[no-untyped-d
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/health/live", timeout=2)
     assert not workdir.exists()
+
+
+def test_ports_taken_before_binding_are_chosen_again() -> None:
+    """A port chosen free but taken before the service and the provider bind it: each is
+    started again on another port, and the sandbox works (seen once under load as a flake)."""
+    import socket
+
+    sb = Sandbox()
+    squatters = []
+    for port in (sb.port, sb.peers.provider_port):
+        s = socket.socket()
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        squatters.append((port, s))
+    try:
+        with sb:
+            assert sb.port != squatters[0][0]
+            assert sb.peers.provider_port != squatters[1][0]
+            assert 200 == httpx.get(f"{sb.base_url}/health/live", timeout=5).status_code
+            modes = httpx.get(f"{sb.peers.provider_url}/_provider/mode", timeout=5)
+            assert 200 == modes.status_code
+    finally:
+        for _, s in squatters:
+            s.close()

@@ -34,6 +34,14 @@ __all__ = ["Sandbox", "TrafficStats", "free_port"]
 DSN_ENV = "AURA_OPS_SANDBOX_DSN"
 
 
+#: what uvicorn and http.server print when the port is taken ([Errno 98])
+ADDRESS_IN_USE = "address already in use"
+
+
+class PortTaken(SourceUnavailableError):
+    """A process of the sandbox could not bind the port chosen for it: choose another."""
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -123,6 +131,20 @@ class Sandbox:
         )
         self.peers.start()
         env = {**os.environ, DSN_ENV: self.pg.dsn, **self.peers.service_env()}
+        for attempt in range(3):  # a free port can be taken between choosing and binding it
+            self._spawn_service(env)
+            try:
+                self._wait_ready()
+                break
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+                self.base_url = f"http://127.0.0.1:{self.port}"
+        self.peers.start_clients(self.base_url)
+        return self
+
+    def _spawn_service(self, env: dict[str, str]) -> None:
         log = (self.workdir / "service.out").open("ab")
         self.proc = subprocess.Popen(
             [
@@ -142,15 +164,15 @@ class Sandbox:
             start_new_session=True,
         )
         log.close()
-        self._wait_ready()
-        self.peers.start_clients(self.base_url)
-        return self
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 out = (self.workdir / "service.out").read_text(errors="replace")[-2000:]
+                if ADDRESS_IN_USE in out.lower():
+                    (self.workdir / "service.out").write_text("")  # the retry's own output
+                    raise PortTaken(f"port {self.port} was taken before the service bound it")
                 raise SourceUnavailableError(f"sandbox service exited at start:\n{out}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base_url}/health/live", timeout=1.0).status_code == 200:

@@ -73,6 +73,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _PortTaken(SourceUnavailableError):
+    """The provider could not bind the port chosen for it: choose another."""
+
+
 class _Reusable(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -213,6 +217,22 @@ class Peers:
         self.clients: LiveClients | None = None
 
     def start(self, *, timeout_s: float = 20.0) -> Peers:
+        self.webhook.start()
+        self.broker.start()
+        self.kube.start()
+        for attempt in range(3):  # a free port can be taken between choosing and binding it
+            self._spawn_provider()
+            try:
+                self._wait_provider(timeout_s)
+                break
+            except _PortTaken:
+                if attempt == 2:
+                    raise
+                self.provider_port = _free_port()
+                self.provider_url = f"http://127.0.0.1:{self.provider_port}"
+        return self
+
+    def _spawn_provider(self) -> None:
         out = (self.workdir / "provider.out").open("ab")
         self.provider = subprocess.Popen(
             [
@@ -230,17 +250,15 @@ class Peers:
             start_new_session=True,
         )
         out.close()
-        self.webhook.start()
-        self.broker.start()
-        self.kube.start()
-        self._wait_provider(timeout_s)
-        return self
 
     def _wait_provider(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.provider is not None and self.provider.poll() is not None:
                 text = (self.workdir / "provider.out").read_text(errors="replace")[-2000:]
+                if "address already in use" in text.lower():
+                    (self.workdir / "provider.out").write_text("")
+                    raise _PortTaken(f"port {self.provider_port} was taken before it was bound")
                 raise SourceUnavailableError(f"sandbox provider exited at start:\n{text}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.provider_url}/_provider/mode", timeout=1).status_code == 200:
