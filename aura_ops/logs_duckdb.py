@@ -1,8 +1,8 @@
 """Optional DuckDB engine behind :func:`aura_ops.logs.summarize_file` for big log files.
 
 The pure-Python reader parses every line into a dict (~10 s per 200 MB). DuckDB parses JSON
-lines and splits text lines in C++ on every core; one scan per file with ``GROUPING SETS``
-(:mod:`aura_ops.logs_duckdb_sql`) gives everything a summary needs, nothing materialised:
+lines and splits text lines in C++ on every core; one scan per file grouped four ways
+(:mod:`aura_ops.logs_duckdb_sql`) gives everything a summary needs, no event kept:
 
 - the *exact* rows (values SQL reads as Python does), errors included, become counters per
   time bucket and per endpoint, a histogram of exact durations per endpoint (numpy's
@@ -218,7 +218,7 @@ def _plan(
         elif cls == 1 and not ge:
             if lf.name == "text":
                 texts.append((row[13], n))
-            elif not _json_other(plan, row[13 : 13 + len(FIELDS)], n, since, until):
+            elif not _json_other(plan, row[13], n, since, until):
                 return None  # a malformed JSON record: the Python reader reports its text
     if texts:
         _text_others(plan, texts, lf, name, since, until)
@@ -226,7 +226,7 @@ def _plan(
 
 
 def _json_other(
-    plan: _Plan, fields: tuple[Any, ...], n: int, since: datetime | None, until: datetime | None
+    plan: _Plan, fields: list[Any], n: int, since: datetime | None, until: datetime | None
 ) -> bool:
     """Normalise one JSON row the Python way; False when it is malformed."""
     rec = finish({k: v for k, v in zip(FIELDS, fields, strict=True) if v is not None})

@@ -13,9 +13,12 @@ from the message, numbers masked), on ASCII text only: there RE2 and Python's ``
 (``\\b``, ``\\d``, ``\\w``, ``\\s`` are ASCII classes in both; both take the leftmost match, and
 among those the one a backtracking engine would find). Non-ASCII errors go the Python way.
 
-One ``GROUPING SETS`` query returns counters per time bucket and endpoint, a histogram of
-exact durations per endpoint, the errors per type and correlation ID, and
-the other rows with their multiplicity.
+One query (one scan, its rows materialised once, then four groupings each over the rows it
+needs, as ``GROUPING SETS`` would give them) returns counters per time bucket and endpoint, a
+histogram of exact durations per endpoint, the errors per type and correlation ID, and the
+other rows with their multiplicity. Costly checks have cheap equivalents where exact: the
+usual timestamp shape is one fixed-width pattern, text fields are checked by one regular
+expression together, text durations are cast once per distinct value.
 """
 
 from __future__ import annotations
@@ -122,8 +125,9 @@ def _exact_json() -> str:
             f"(level IS NULL OR {_one_of('level', _KNOWN_LEVELS)}"
             f" OR {_one_of('upper(level)', _KNOWN_LEVELS)})",
             "(status IS NULL OR (length(status) = 3 AND _a_st BETWEEN 100 AND 999))",
-            "(duration_ms IS NULL OR (_a_d IS NOT NULL AND duration_ms[-1] BETWEEN '0' AND '9'"
-            f" AND {_numeric_start('duration_ms')}))",
+            # plain decimals only (stricter than the unfaithful check below, and cheaper)
+            r"(duration_ms IS NULL OR (_a_d IS NOT NULL"
+            r" AND regexp_full_match(duration_ms, '-?[0-9]{1,20}(\.[0-9]{1,20})?')))",
             *(_plain_text(c) for c in ("method", "route", "path")),
             f"(route IS NOT NULL OR path IS NULL OR NOT {_numeric_start('path')})",
             _absent("level", _LEVEL_ALIASES),
@@ -181,7 +185,12 @@ def _plain_ts(col: str) -> str:
 
 
 def _tsu(col: str) -> str:
-    return f"CASE WHEN {_plain_ts(col)} THEN epoch_us(try_cast({col} AS TIMESTAMP)) END"
+    """Microseconds since the epoch of a :func:`_plain_ts` timestamp, else NULL. The usual
+    shape (``2026-11-23T10:00:00.123Z``) is recognised by one fixed-width pattern first."""
+    c = col
+    fast = f"{c} LIKE '____-__-__T__:__:__.___Z' AND {c} >= '1970' AND {c}[12:13] < '24'"
+    cast = f"epoch_us(try_cast({c} AS TIMESTAMP))"
+    return f"CASE WHEN {fast} THEN {cast} WHEN {_plain_ts(c)} THEN {cast} END"
 
 
 def _window(since_us: int | None, until_us: int | None) -> str:
@@ -190,7 +199,52 @@ def _window(since_us: int | None, until_us: int | None) -> str:
     return " AND ".join(bounds) or "TRUE"
 
 
-def _grouped(step_us: int, other_cols: str, other_keys: str) -> str:
+_AGGS = ("n", "requests", "c5xx", "c4xx", "c429", "cerr", "tmin", "tmax")
+_KEYS = ("_a_cls", "b", "m", "r", "d", "k", "routed", "kind", "cid")
+
+
+def _branch(flags: str, keys: tuple[str, ...], aggs: dict[str, str], where: str, others: str,
+            d: str = "d") -> str:  # fmt: skip
+    """One grouping of the ``rows`` CTE with the columns of all of them (NULL where unused):
+    ``flags`` the ``GROUPING()`` bits ``gb, gd, gk, ge``, ``keys`` its keys (``e``: the other
+    rows' columns), ``d`` the duration's expression."""
+    bits = [f"{v} AS {n}" for v, n in zip(flags, ("gb", "gd", "gk", "ge"), strict=True)]
+    cols = [(d if k == "d" else k) if k in keys else f"NULL AS {k}" for k in _KEYS]
+    cols[4] += " AS d" * ("d" in keys)
+    cols += [o if "e" in keys else f"NULL AS {o}" for o in others.split(", ")]
+    cols += [f"{aggs.get(a, 'NULL')} AS {a}" for a in _AGGS]
+    group = [k for k in keys if k != "e"] + others.split(", ") * ("e" in keys)
+    return f"SELECT {', '.join(bits + cols)} FROM rows WHERE {where} GROUP BY {', '.join(group)}"
+
+
+def _branches(others: str, d: str) -> str:
+    """The four groupings (what ``GROUPING SETS`` would give), each over the rows it needs:
+    per bucket and endpoint, durations per endpoint, errors, the other rows (with the
+    unfaithful ones, which send the whole file to Python)."""
+    full = {
+        "n": "count(*)",
+        "requests": "count(s)",
+        "c5xx": "count(*) FILTER (WHERE s >= 500)",
+        "c4xx": "count(*) FILTER (WHERE s >= 400 AND s < 500)",
+        "c429": "count(*) FILTER (WHERE s = 429)",
+        "cerr": "count(*) FILTER (WHERE el)",
+        "tmin": "min(t)",
+        "tmax": "max(t)",
+    }
+    times = {"n": "count(*)", "tmin": "min(t)", "tmax": "max(t)"}
+    error_keys = ("_a_cls", "m", "r", "k", "routed", "kind", "cid")
+    return "\nUNION ALL ".join(
+        [
+            _branch("0111", ("_a_cls", "b", "m", "r"), full, "_a_cls = 0", others),
+            _branch("1011", ("_a_cls", "m", "r", "d"), {"n": "count(*)"},
+                    "_a_cls = 0 AND d IS NOT NULL", others, d),
+            _branch("1101", error_keys, times, "_a_cls = 0 AND k IS NOT NULL", others),
+            _branch("1110", ("_a_cls", "e"), {"n": "count(*)"}, "_a_cls IN (1, 2)", others),
+        ]
+    )  # fmt: skip
+
+
+def _grouped(step_us: int, other_cols: str, other_keys: str, d: str = "d") -> str:
     """The common tail. ``classed`` gives, for exact rows: ``_a_tsu`` (µs), ``_a_st``
     (status), ``_a_d`` (duration), ``_a_lvl`` (normalised level), ``_a_err`` (an error row),
     ``_a_m``/``_a_r`` (method, route: NULL when absent), ``_a_msg``, ``_a_cid`` and
@@ -202,7 +256,7 @@ def _grouped(step_us: int, other_cols: str, other_keys: str) -> str:
     CASE WHEN {error} THEN CASE WHEN _a_et0 IS NOT NULL THEN _a_et0
       WHEN _a_msg <> '' THEN nullif(regexp_extract(_a_msg, {_s(_EXC)}, 1), '') END END AS _a_et
   FROM classed
-), rows AS (
+), rows AS MATERIALIZED (
   SELECT _a_cls,
     CASE WHEN {exact} THEN _a_tsu // {step_us} END AS b,
     CASE WHEN {exact} THEN _a_tsu END AS t,
@@ -221,27 +275,19 @@ def _grouped(step_us: int, other_cols: str, other_keys: str) -> str:
     {other_cols}
   FROM prep
 )
-SELECT GROUPING(b) AS gb, GROUPING(d) AS gd, GROUPING(k) AS gk, GROUPING({other_keys}) AS ge,
-  _a_cls, b, m, r, d, k, routed, kind, cid, {other_keys},
-  count(*) AS n,
-  count(s) AS requests,
-  count(*) FILTER (WHERE s >= 500) AS c5xx,
-  count(*) FILTER (WHERE s >= 400 AND s < 500) AS c4xx,
-  count(*) FILTER (WHERE s = 429) AS c429,
-  count(*) FILTER (WHERE el) AS cerr,
-  min(t) AS tmin, max(t) AS tmax
-FROM rows
-GROUP BY GROUPING SETS ((_a_cls, b, m, r), (_a_cls, m, r, d), (_a_cls, k, m, r, routed, kind, cid),
-  (_a_cls, {other_keys}))
+{_branches(other_keys, d)}
 """
 
 
 def json_query(path: Path, step_us: int, since_us: int | None, until_us: int | None) -> str:
-    """The scan of one JSON-lines file; other rows come back as the :data:`FIELDS`."""
+    """The scan of one JSON-lines file; other rows come back as a list of the :data:`FIELDS`."""
     names = list(FIELDS) + sorted(ALIASES)
     columns = "{" + ", ".join(f"{_s(n)}: 'VARCHAR'" for n in names) + "}"
-    others = ", ".join(f"CASE WHEN _a_cls = 1 THEN {_q(f)} END AS e_{f}" for f in FIELDS)
-    lvl = f"""CASE WHEN level IS NULL THEN CASE WHEN _a_st >= 500 THEN 'ERROR'
+    # one list column (NULL on most rows: narrower to materialise than a column per field)
+    others = f"CASE WHEN _a_cls = 1 THEN [{', '.join(map(_q, FIELDS))}] END AS e_rec"
+    canonical = _one_of("level", ("INFO", "ERROR", "WARNING", "DEBUG", "CRITICAL"))
+    lvl = f"""CASE WHEN {canonical} THEN level
+      WHEN level IS NULL THEN CASE WHEN _a_st >= 500 THEN 'ERROR'
       WHEN _a_st >= 400 THEN 'WARNING' WHEN _a_st IS NOT NULL THEN 'INFO' END
       ELSE {_norm_level("upper(level)")} END"""
     head = f"""
@@ -271,7 +317,7 @@ WITH src AS (
     message AS _a_msg, correlation_id AS _a_cid, error_type AS _a_et0
   FROM erred
 )"""
-    return head + _grouped(step_us, others, ", ".join(f"e_{f}" for f in FIELDS))
+    return head + _grouped(step_us, others, "e_rec")
 
 
 def text_query(path: Path, step_us: int, since_us: int | None, until_us: int | None) -> str:
@@ -285,15 +331,15 @@ def text_query(path: Path, step_us: int, since_us: int | None, until_us: int | N
     # f1..f10: the line split at single spaces; a double space, a tab, a stray character in a
     # field fails one of the checks below and the line goes the regex way
     access = (
-        "np = 10 AND f5 = 'HTTP' AND regexp_full_match(f6, '[0-9]{3}')"
-        " AND _a_st0 BETWEEN 100 AND 499"
-        r" AND regexp_full_match(f4, '\[[^\]]*\]')"
-        " AND regexp_full_match(f7, '[A-Z]+') AND regexp_full_match(f8, '[!-~]+')"
-        r" AND f9 = 'Duration' AND regexp_full_match(f10, '[0-9]{1,20}(\.[0-9]{1,10})?ms')"
+        "np = 10 AND f5 = 'HTTP' AND f9 = 'Duration' AND _a_st0 BETWEEN 100 AND 499"
+        " AND f4 ^@ '[' AND strpos(f4, ']') = length(f4)"  # the [cid] regex, cheaper
+        # the logger, status, method, route and duration: one regex (fields have no spaces)
+        " AND regexp_full_match(concat(f3, ' ', f6, ' ', f7, ' ', f8, ' ', f10),"
+        r" '[!-~]+ [0-9]{3} [A-Z]+ [!-~]+ [0-9]{1,20}(\.[0-9]{1,10})?ms')"
     )
     split_plain = f"""_a_tsu0 IS NOT NULL AND {_one_of("_a_u", _PLAIN_LEVELS)}
-        AND strlen(f2) = length(f2) AND np >= 4 AND regexp_full_match(f3, '[!-~]+')
-        AND (({access}) OR NOT contains(line, 'HTTP '))"""
+        AND strlen(f2) = length(f2) AND (({access}) OR (np >= 4
+          AND NOT contains(line, 'HTTP ') AND regexp_full_match(f3, '[!-~]+')))"""
     is_access = "np = 10 AND f5 = 'HTTP'"
     head = f"""
 WITH src AS (
@@ -327,8 +373,8 @@ WITH src AS (
       END AS _a_tsu,
     CASE WHEN _a_way = 0 THEN CASE WHEN {is_access} THEN _a_st0 END
       WHEN h.status <> '' THEN try_cast(h.status AS INTEGER) END AS _a_st,
-    CASE WHEN _a_way = 0 THEN CASE WHEN {is_access} THEN try_cast(rtrim(f10, 'ms') AS DOUBLE)
-      END WHEN h.dur <> '' THEN try_cast(h.dur AS DOUBLE) END AS _a_d,
+    CASE WHEN _a_way = 0 THEN CASE WHEN {is_access} THEN f10 END
+      WHEN h.dur <> '' THEN h.dur END AS _a_d,
     coalesce(length(h.dur) > 30, FALSE) AS _a_long,
     CASE WHEN _a_way = 0 THEN _a_u WHEN _a_way = 5 THEN {_norm_level("upper(x.level)")}
       END AS _a_lvl,
@@ -348,4 +394,5 @@ WITH src AS (
   FROM typed
 )"""
     others = "CASE WHEN _a_cls = 1 THEN line END AS e_line"
-    return head + _grouped(step_us, others, "e_line")
+    # the duration stays text (``12.5ms`` or ``12.5``) until grouped: cast once per value
+    return head + _grouped(step_us, others, "e_line", "try_cast(rtrim(d, 'ms') AS DOUBLE)")

@@ -216,6 +216,100 @@ def test_duckdb_text_odd_lines_match_python(tmp_path: Path, duck: None) -> None:
     assert_same(summarize_file(path, engine="python", **kw), summarize_file(path, **kw))
 
 
+ODD_TIMES = [
+    # the fixed-width shortcut and its neighbours: other widths, offsets, impossible values
+    "2026-11-23T10:00:30.123Z",
+    "2026-11-23T10:00:31.1234Z",
+    "2026-11-23T10:00:32.12Z",
+    "2026-11-23T10:00:33.123456Z",
+    "2026-11-23T10:00:34.123+00:00",
+    "2026-11-23T10:00:35.123+01:00",
+    "2026-11-23 10:00:36.123Z",
+    "2026-11-23T24:00:00.000Z",
+    "2026-11-23T10:61:00.000Z",
+    "2026-02-30T10:00:00.000Z",
+    "2026-11-23T10:00:37.1x3Z",
+    "2026-11-23T10:00:38.123z",
+    "2026-11-23T1:00:39.1234Z",
+    "2026-11-23T10:00:40,123Z",
+]
+
+
+def test_timestamp_shortcut_matches_python(tmp_path: Path, duck: None) -> None:
+    """Timestamps of the usual width and of every neighbouring shape (fractions of 2, 4 and
+    6 digits, offsets, hour 24, invalid dates, stray characters) give the same
+    summary on both engines, in JSON and in plain text."""
+    for i, t in enumerate(ODD_TIMES):  # JSON: one file each (an unusual value sends a
+        rec = {"ts": t, "level": "INFO", "message": "HTTP 200 GET /api/t Duration 5ms",
+               "method": "GET", "route": "/api/t", "status": 200, "duration_ms": i}  # fmt: skip
+        path = write_json(tmp_path / f"t{i}.jsonl", n=60, extra=[json.dumps(rec)])
+        fast = summarize_file(path, engine="duckdb", freq="10s")  # whole file to Python)
+        assert_same(summarize_file(path, engine="python", freq="10s"), fast)
+    lines = [f"{t} INFO api [c{i}] HTTP 200 GET /api/t Duration {i}ms" for i, t in
+             enumerate(ODD_TIMES)]  # fmt: skip
+    path = write_text(tmp_path / "t.log", n=300, extra=lines)
+    fast = summarize_file(path, engine="duckdb", freq="10s")
+    assert "duckdb" == fast.engine
+    assert_same(summarize_file(path, engine="python", freq="10s"), fast)
+
+
+JSON_DURATIONS = ["1e3", "1.5e-3", "-0.0", "-2", "12345678901234567890123", '"15.30"', "15.30",
+                  "15.3", "0.1", '"7"', '" 7"', '"7."', '".5"', '"1_0"']  # fmt: skip
+
+
+def test_json_numbers_match_python(tmp_path: Path, duck: None) -> None:
+    """Durations written as exponents, negative zero, huge integers or text with odd digits
+    give the same summary on both engines (one file each: an unusual value may send the
+    whole file to Python); plain ones stay in SQL."""
+    engines = set()
+    for i, d in enumerate(JSON_DURATIONS):
+        line = ('{"ts": "2026-11-23T10:00:00.000Z", "level": "INFO", "method": "GET",'
+                f' "route": "/api/n", "status": 200, "duration_ms": {d}}}')  # fmt: skip
+        path = write_json(tmp_path / f"n{i}.jsonl", n=60, extra=[line, line])
+        fast = summarize_file(path, engine="duckdb")
+        engines.add(fast.engine)
+        assert_same(summarize_file(path, engine="python"), fast)
+    assert {"duckdb", "python"} == engines
+
+
+TEXT_FIELDS = [
+    # correlation IDs in brackets: empty, nested, unclosed, non-ASCII
+    "2026-11-23T10:00:01.000Z INFO api [] HTTP 200 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:02.000Z INFO api [a]b] HTTP 200 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:03.000Z INFO api [ab HTTP 200 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:04.000Z INFO api ab] HTTP 200 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:05.000Z INFO api [\u00e9] HTTP 200 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:06.000Z INFO api [[x] HTTP 200 GET /api/a Duration 5ms",
+    # one duration written several ways, in SQL and through the regex way (errors)
+    "2026-11-23T10:00:07.000Z INFO api [c] HTTP 200 GET /api/a Duration 15.3ms",
+    "2026-11-23T10:00:08.000Z INFO api [c] HTTP 200 GET /api/a Duration 15.30ms",
+    "2026-11-23T10:00:09.000Z INFO api [c] HTTP 200 GET /api/a Duration 015.3ms",
+    "2026-11-23T10:00:10.000Z ERROR api [c] HTTP 500 GET /api/a Duration 15.3ms",
+    "2026-11-23T10:00:11.000Z ERROR api [c] HTTP 500 GET /api/a Duration 15.300ms",
+    "2026-11-23T10:00:12.000Z INFO api [c] HTTP 200 GET /api/a Duration 0.1ms",
+    "2026-11-23T10:00:13.000Z INFO api [c] HTTP 200 GET /api/a Duration 12345678901234567890ms",
+    "2026-11-23T10:00:14.000Z ERROR api [c] HTTP 500 GET /api/a Duration 1234567890123456789012ms",
+    "2026-11-23T10:00:15.000Z INFO api [c] HTTP 200 GET /api/a Duration 1.2.3ms",
+    "2026-11-23T10:00:16.000Z INFO api [c] HTTP 200 GET /api/a Duration 1e3ms",
+    # the other access fields, checked together: odd logger, status, method, route
+    "2026-11-23T10:00:17.000Z INFO ap\u00e9 [c] HTTP 200 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:18.000Z INFO api [c] HTTP 2x0 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:19.000Z INFO api [c] HTTP 200 Get /api/a Duration 5ms",
+    "2026-11-23T10:00:20.000Z INFO api [c] HTTP 200 GET /api/\u00e9 Duration 5ms",
+    "2026-11-23T10:00:21.000Z INFO api\x0b [c] HTTP 200 GET /api/a Duration 5ms",
+    "2026-11-23T10:00:22.000Z INFO worker\x0b job 5 done",
+]
+
+
+def test_text_field_shortcuts_match_python(tmp_path: Path, duck: None) -> None:
+    """Bracketed correlation IDs of every shape, one duration written several ways (kept
+    as text until grouped) and odd access fields give the same summary on both engines."""
+    path = write_text(tmp_path / "f.log", n=300, extra=TEXT_FIELDS * 2)
+    fast = summarize_file(path, engine="duckdb")
+    assert "duckdb" == fast.engine
+    assert_same(summarize_file(path, engine="python"), fast)
+
+
 def test_common_lines_stay_in_sql(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, duck: None
 ) -> None:
