@@ -29,7 +29,6 @@ import dataclasses
 import importlib.util
 import os
 import sys
-from array import array
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -288,12 +287,9 @@ def _apply(plan: _Plan, agg: Any) -> Done:
         e[2] += c4xx
         e[3] += c429
     _apply_errors(plan.errors, agg)
-    for key, (values, counts) in plan.hist.items():
-        expanded = np.repeat(np.asarray(values, dtype=np.float64), np.asarray(counts))
-        d = agg.dur.get(key)
-        if d is None:
-            d = agg.dur[key] = array("d")
-        d.frombytes(expanded.tobytes())
+    for key, (values, counts) in plan.hist.items():  # kept as a histogram: exact, and small
+        part = (np.asarray(values, dtype=np.float64), np.asarray(counts, dtype=np.int64))
+        agg.hist.setdefault(key, []).append(part)
     for rec, n in plan.others:
         for _ in range(n):
             agg.add(rec)

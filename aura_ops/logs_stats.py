@@ -3,8 +3,9 @@
 The two paths give the same tables: errors by type, requests/5xx/4xx/429 by endpoint, exact
 latency percentiles (linear interpolation, as ``Series.quantile``) and the error timeline.
 Streaming keeps counters per error type, endpoint and time bucket, the set of correlation IDs
-seen with an error, and the request durations as 8-byte floats (exact percentiles need every
-value: ~8 MB per million requests); no line or record is kept.
+seen with an error, and the request durations -- as 8-byte floats in the Python engine (~8 MB
+per million requests), as (distinct value, count) histograms in the DuckDB engine (exact all
+the same: :func:`hist_quantiles`); no line or record is kept.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "error_timeline",
     "fmt_delay",
     "fmt_ts",
+    "hist_quantiles",
     "latency_percentiles",
     "summarize_file",
     "with_error_keys",
@@ -328,6 +330,9 @@ class _Agg:
         self.err: dict[str, list[Any]] = {}  # key -> [count, lines, first, last, routes, cids]
         self.ep: dict[tuple[str, str], list[Any]] = {}  # -> [req, 5xx, 4xx, 429, Counter]
         self.dur: dict[tuple[str, str], array[float]] = {}
+        #: durations as (distinct values, counts) -- the DuckDB engine's histograms: memory
+        #: grows with distinct durations, not with requests
+        self.hist: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
         self.tl: dict[int, list[int]] = {}  # bucket -> events, requests, 5xx, 4xx, error lines
         self.first: datetime | None = None
         self.last: datetime | None = None
@@ -393,6 +398,38 @@ class _Agg:
         t[4] += err_line
 
 
+def _histogram(
+    raw: array[float] | None, parts: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values (ascending) and their counts, from raw values and histograms."""
+    values = [np.asarray(v, dtype=np.float64) for v, _ in parts]
+    counts = [np.asarray(c, dtype=np.int64) for _, c in parts]
+    if raw is not None and len(raw):
+        v, c = np.unique(np.frombuffer(raw, dtype=np.float64), return_counts=True)
+        values.append(v)
+        counts.append(c)
+    merged, inverse = np.unique(np.concatenate(values), return_inverse=True)
+    return merged, np.bincount(inverse, weights=np.concatenate(counts)).astype(np.int64)
+
+
+def hist_quantiles(values: np.ndarray, counts: np.ndarray, q: Sequence[float]) -> list[float]:
+    """``np.quantile(np.repeat(values, counts), q)`` (linear, bit for bit) without repeating:
+    ``values`` ascending and distinct, ``counts`` positive. Memory grows with distinct values."""
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+    out = []
+    for x in np.asarray(q, dtype=np.float64):
+        v = (n - 1) * x  # numpy's virtual index for "linear", and its interpolation below
+        lo = int(np.floor(v))
+        t = v - lo
+        lo, hi = (n - 1, n - 1) if v >= n - 1 else (max(lo, 0), max(lo, 0) + 1)
+        a = values[np.searchsorted(cum, lo, side="right")]
+        b = values[np.searchsorted(cum, hi, side="right")]
+        diff = b - a
+        out.append(float(b - diff * (1 - t) if t >= 0.5 else a + diff * t))
+    return out
+
+
 def _agg_tables(agg: _Agg, freq: str, q: Sequence[float]) -> dict[str, pd.DataFrame]:
     err = pd.DataFrame(
         [(k, e[0], e[1], _route_text(e[4]), e[2], e[3]) for k, e in agg.err.items()],
@@ -417,10 +454,11 @@ def _agg_tables(agg: _Agg, freq: str, q: Sequence[float]) -> dict[str, pd.DataFr
         ],
     )
     cols = ["method", "route", "count", *[_qname(x) for x in q], "max_ms"]
-    lat = pd.DataFrame(
-        [(m, r, len(d), *np.quantile(np.asarray(d), q), max(d)) for (m, r), d in agg.dur.items()],
-        columns=cols,
-    )
+    rows = []
+    for key in {**agg.dur, **agg.hist}:
+        values, counts = _histogram(agg.dur.get(key), agg.hist.get(key, []))
+        rows.append((*key, int(counts.sum()), *hist_quantiles(values, counts, q), values[-1]))
+    lat = pd.DataFrame(rows, columns=cols)
     tables = {
         "error_types": _rank_errors(err) if len(err) else error_table(_EMPTY),
         "endpoints": _rank_endpoints(ep) if len(ep) else endpoint_table(_EMPTY),
