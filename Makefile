@@ -48,7 +48,7 @@ format: setup  ## format code, strip notebook outputs
 	$(BIN)/ruff format aura_ops tests
 	$(BIN)/nbstripout --keep-id --extra-keys "metadata.papermill cell.metadata.papermill" notebooks/*.ipynb
 
-bench: setup  ## benchmarks: alert to report, logs (100 MB, 1 GB), alert storm (~15 min)
+bench: setup  ## benchmarks: alert to report, logs (100 MB, 1 GB; BENCH_LOGS="--4g" adds 4 GB), alert storm (~20 min)
 	@$(BIN)/python -c "import duckdb" 2>/dev/null || $(BIN)/pip install --quiet duckdb
 	$(BIN)/python benchmarks/bench_alert.py
 	$(BIN)/python benchmarks/bench_logs.py $(BENCH_LOGS)
