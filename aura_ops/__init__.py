@@ -19,7 +19,7 @@ from aura_ops.errors import (
     SourceTimeoutError,
     SourceUnavailableError,
 )
-from aura_ops.findings import Evidence, Finding, Status, Verdict, roll_up, unknown
+from aura_ops.findings import Evidence, Finding, Status, Verdict, explains, roll_up, unknown
 
 __version__ = "0.1.0"
 
@@ -39,6 +39,7 @@ __all__ = [
     "collected",
     "conclude",
     "connect",
+    "explains",
     "load_environment",
     "roll_up",
     "secret",

@@ -25,6 +25,7 @@ __all__ = [
     "Finding",
     "Status",
     "Verdict",
+    "explains",
     "jsonable",
     "rank",
     "roll_up",
@@ -268,6 +269,26 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
     symptoms; otherwise the original order is kept."""
     items = list(findings)
     return sorted(items, key=lambda f: (-int(f.status), f.labels.get("role") != "cause"))
+
+
+def explains(causes: Iterable[Finding], symptoms: Iterable[Finding]) -> list[Finding]:
+    """``causes`` with each problem among them marked as the cause of the worst of
+    ``symptoms`` and raised to its status: a lock held by a migration (WARNING) while the API's
+    readiness probe hangs (CRITICAL) is what the verdict should lead with, not the probe.
+
+    Only a cause that is itself a problem (WARNING or worse) is raised; OK, INFO and UNKNOWN
+    findings are returned unchanged, as are all of them when no symptom is worse than OK.
+    """
+    out, worst = list(causes), max(symptoms, key=lambda f: int(f.status), default=None)
+    if worst is None or worst.status < Status.WARNING:
+        return out
+    note = f"; meanwhile {worst.subject} is {worst.status.name}, likely because of this"
+    return [
+        f.replace(status=max(f.status, worst.status), summary=f.summary + note,
+                  labels={**f.labels, "role": "cause", "explains": worst.check})
+        if f.status >= Status.WARNING else f
+        for f in out
+    ]  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

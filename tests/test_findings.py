@@ -109,3 +109,22 @@ def test_severity_follows_the_seeds_thresholds() -> None:
             assess([ratio(0.02).replace(status=Status.WARNING)]).priority) == ("SEV-3", "P2")
     assert assess([Finding("health.endpoint", "api", Status.CRITICAL, "down")]).level == "SEV-1"
     assert assess([f("OK")]).level == "SEV-4"
+
+
+def test_a_cause_that_explains_a_worse_symptom_leads_the_verdict() -> None:
+    """A lock (WARNING) while readiness hangs (CRITICAL): the lock is raised and ranked first;
+    OK findings and causes without a bad symptom are unchanged."""
+    from aura_ops.findings import explains
+
+    lock = Finding("database.blocking_locks", "db", Status.WARNING, "blocked by ALTER TABLE jobs",
+                   labels={"blocking_pid": 42})  # fmt: skip
+    fine = Finding("database.long_running_queries", "db", Status.OK, "none")
+    ready = Finding("health.readiness", "api/ready", Status.CRITICAL, "not answering")
+    raised, same = explains([lock, fine], [ready])
+    assert (Status.CRITICAL, "cause", 42) == (
+        raised.status, raised.labels["role"], raised.labels["blocking_pid"]
+    )
+    assert "api/ready is CRITICAL" in raised.summary and same == fine
+    assert "database.blocking_locks" == roll_up([ready, raised, fine]).top[0].check
+    healthy = Finding("health.readiness", "api/ready", Status.OK, "ready")
+    assert [lock] == explains([lock], [healthy])
