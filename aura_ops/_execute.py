@@ -12,6 +12,8 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 #: Niceness added to a run's process (and so its kernel) -- ``aura-ops serve`` sets it so that
 #: the receiver keeps acknowledging alerts at once while runs use the CPU.
@@ -29,15 +31,16 @@ def lower_priority() -> None:
             os.nice(min(inc, 19))
 
 
-def main(spec_path: str) -> int:
-    lower_priority()
-    with open(spec_path, encoding="utf-8") as fh:
-        spec = json.load(fh)
-    warnings.simplefilter("ignore")
+def execute(spec: dict[str, Any], before: Callable[[], object] | None = None, **kw: Any) -> int:
+    """Execute ``spec``'s notebook with papermill (``kw``: more of its arguments, e.g. a warm
+    kernel's ``km``); 0, or 1 with the failure summarised in ``spec["error_path"]``. The cold
+    child below and a warm executor (:mod:`aura_ops.kernelpool`) both run notebooks here."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     try:
+        if before is not None:
+            before()
         papermill.execute_notebook(
             spec["input"],
             spec["output"],
@@ -47,6 +50,7 @@ def main(spec_path: str) -> int:
             progress_bar=bool(spec.get("progress")),
             request_save_on_cell_execute=True,
             start_timeout=60,
+            **kw,
         )
     except PapermillExecutionError as exc:
         error = {
@@ -61,6 +65,14 @@ def main(spec_path: str) -> int:
     with open(spec["error_path"], "w", encoding="utf-8") as fh:
         json.dump(error, fh)
     return 1
+
+
+def main(spec_path: str) -> int:
+    lower_priority()
+    with open(spec_path, encoding="utf-8") as fh:
+        spec = json.load(fh)
+    warnings.simplefilter("ignore")
+    return execute(spec)
 
 
 if __name__ == "__main__":

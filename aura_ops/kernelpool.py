@@ -430,38 +430,13 @@ def _run_silently(km: Any, code: str, timeout_s: float) -> None:
 
 def _execute_job(km: Any, job: Mapping[str, Any]) -> int:
     """Set the run's environment in the kernel, execute the notebook, record a failure."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+    from aura_ops._execute import execute
 
     env = {str(k): str(v) for k, v in job.get("env", {}).items()}
     os.environ.update(env)
     setup = f"import os as _o; _o.environ.update({env!r}); _o.chdir({job.get('cwd') or '.'!r})"
-    try:
-        _run_silently(km, setup + "; del _o", 60)
-        papermill.execute_notebook(
-            job["input"],
-            job["output"],
-            parameters=job["parameters"],
-            kernel_name="python3",
-            km=km,
-            cwd=job.get("cwd"),
-            progress_bar=False,
-            request_save_on_cell_execute=True,
-            start_timeout=60,
-        )
-    except PapermillExecutionError as exc:
-        error = {
-            "error": f"{exc.ename}: {exc.evalue}",
-            "cell_index": exc.cell_index,
-            "execution_count": exc.exec_count,
-        }
-    except Exception as exc:  # kernel died, notebook unreadable, ...
-        error = {"error": f"{type(exc).__name__}: {exc}"}
-    else:
-        return 0
-    with open(job["error_path"], "w", encoding="utf-8") as fh:
-        json.dump(error, fh)
-    return 1
+    spec = {**job, "progress": False}
+    return execute(spec, before=lambda: _run_silently(km, setup + "; del _o", 60), km=km)
 
 
 def _child_main(preload: str) -> None:

@@ -59,12 +59,12 @@ class _Ctx:
 
     def nothing(self, check: str, events: pd.DataFrame, what: str) -> list[Finding]:
         """UNKNOWN: nothing to judge (never OK), naming a read error or malformed lines."""
+        hint = "Nothing to judge: widen the window or check the path/format."
         bad = int(events.attrs.get("malformed", 0))
         extra = f" ({bad} malformed lines skipped: wrong fmt?)" if bad else ""
-        hint = "Nothing to judge: widen the window or check the path/format."
-        reason = f"no {what} in the logs read{extra}"
+        reason = f"no {what} in the logs read{extra}" if len(events) else nothing_read(events)
         if events.attrs.get("error"):
-            reason, hint = f"logs unreadable: {events.attrs['error']}", "Fix the path or access."
+            hint = "Fix the path or access."
         return [
             unknown(
                 check,

@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -110,3 +111,27 @@ def sandbox() -> Iterator[object]:
     with Sandbox() as sb:
         sb.traffic(1.5, rps=40, seed=1)
         yield sb
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, *, join_s: float = 15) -> Iterator[str]:
+    """Run ``app`` (with its lifespan) in a real uvicorn server on a free loopback port, in a
+    thread; yield its URL; stop it on exit."""
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws="none")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(join_s)

@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -45,7 +44,7 @@ from aura_ops.server_workers import (
     papermill_runner,
 )
 
-from .conftest import hanging_server
+from .conftest import hanging_server, serve_in_thread
 from .test_alerts import FIXTURES, add_alerted_runbook
 
 AM_TOKEN = "am-token-0123456789"
@@ -173,26 +172,6 @@ def am_doc(*alerts: dict[str, Any]) -> dict[str, Any]:
         "truncatedAlerts": 0,
         "alerts": list(alerts),
     }
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: Starlette) -> Iterator[str]:
-    """Run ``app`` in a real uvicorn server on a free loopback port; yield its URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws="none")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @contextlib.contextmanager

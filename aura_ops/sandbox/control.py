@@ -9,7 +9,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,27 +25,13 @@ from aura_ops.errors import ConfigError, SourceUnavailableError
 from aura_ops.sandbox import db_faults, gpu, host_faults, tracing
 from aura_ops.sandbox.faults import FAULTS, Fault
 from aura_ops.sandbox.peers import Peers
+from aura_ops.sandbox.ports import check_exit_output, free_port, start_on_free_port
 from aura_ops.sandbox.postgres import Postgres, start_postgres
 from aura_ops.sandbox.store import init_schema, utcnow_iso
 
 __all__ = ["Sandbox", "TrafficStats", "free_port"]
 
 DSN_ENV = "AURA_OPS_SANDBOX_DSN"
-
-
-#: what uvicorn and http.server print when the port is taken ([Errno 98])
-ADDRESS_IN_USE = "address already in use"
-
-
-class PortTaken(SourceUnavailableError):
-    """A process of the sandbox could not bind the port chosen for it: choose another."""
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclasses.dataclass
@@ -131,20 +116,13 @@ class Sandbox:
         )
         self.peers.start()
         env = {**os.environ, DSN_ENV: self.pg.dsn, **self.peers.service_env()}
-        for attempt in range(3):  # a free port can be taken between choosing and binding it
-            self._spawn_service(env)
-            try:
-                self._wait_ready()
-                break
-            except PortTaken:
-                if attempt == 2:
-                    raise
-                self.port = free_port()
-                self.base_url = f"http://127.0.0.1:{self.port}"
+        self.port = start_on_free_port(lambda port: self._start_service(port, env), self.port)
         self.peers.start_clients(self.base_url)
         return self
 
-    def _spawn_service(self, env: dict[str, str]) -> None:
+    def _start_service(self, port: int, env: dict[str, str]) -> None:
+        """The service on ``port``, answering (raises PortTaken when the port was taken)."""
+        self.port, self.base_url = port, f"http://127.0.0.1:{port}"
         log = (self.workdir / "service.out").open("ab")
         self.proc = subprocess.Popen(
             [
@@ -164,15 +142,13 @@ class Sandbox:
             start_new_session=True,
         )
         log.close()
+        self._wait_ready()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                out = (self.workdir / "service.out").read_text(errors="replace")[-2000:]
-                if ADDRESS_IN_USE in out.lower():
-                    (self.workdir / "service.out").write_text("")  # the retry's own output
-                    raise PortTaken(f"port {self.port} was taken before the service bound it")
+                out = check_exit_output(self.workdir / "service.out", "service", self.port)
                 raise SourceUnavailableError(f"sandbox service exited at start:\n{out}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base_url}/health/live", timeout=1.0).status_code == 200:

@@ -22,7 +22,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import httpx
 from aura_ops.errors import SourceUnavailableError
 from aura_ops.kube_fixture import KubeFixtureServer
 from aura_ops.sandbox import kube_state
+from aura_ops.sandbox.ports import check_exit_output, free_port, start_on_free_port
 from aura_ops.sandbox.upstreams import (
     ALLOWED_ORIGINS,
     BROKER_URL_ENV,
@@ -67,16 +67,6 @@ __all__ = [
 PROVIDER_KEY_VAR = "AURA_OPS_SANDBOX_OPENAI_KEY"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _PortTaken(SourceUnavailableError):
-    """The provider could not bind the port chosen for it: choose another."""
-
-
 class _Reusable(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -86,7 +76,7 @@ class WebhookReceiver:
     """A customer's webhook endpoint: ``ok`` (204), ``hang`` (never answers) or ``refuse``."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hooks/aura"
         self.mode = "ok"
         self.received = 0
@@ -139,7 +129,7 @@ class Broker:
     """A minimal Redis-protocol server: ``PING`` → ``+PONG``, anything else → ``+OK``."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._server: socketserver.ThreadingTCPServer | None = None
 
@@ -207,7 +197,7 @@ class Peers:
     def __init__(self, workdir: Path, *, version: str = "v2.4.0") -> None:
         self.workdir = workdir
         self.version = version
-        self.provider_port = _free_port()
+        self.provider_port = free_port()
         self.provider_url = f"http://127.0.0.1:{self.provider_port}"
         self.provider_key = f"sk-sandbox-{secrets.token_hex(16)}"
         self.provider: subprocess.Popen[bytes] | None = None
@@ -220,19 +210,14 @@ class Peers:
         self.webhook.start()
         self.broker.start()
         self.kube.start()
-        for attempt in range(3):  # a free port can be taken between choosing and binding it
-            self._spawn_provider()
-            try:
-                self._wait_provider(timeout_s)
-                break
-            except _PortTaken:
-                if attempt == 2:
-                    raise
-                self.provider_port = _free_port()
-                self.provider_url = f"http://127.0.0.1:{self.provider_port}"
+        self.provider_port = start_on_free_port(
+            lambda port: self._start_provider(port, timeout_s), self.provider_port
+        )
         return self
 
-    def _spawn_provider(self) -> None:
+    def _start_provider(self, port: int, timeout_s: float) -> None:
+        """The provider on ``port``, answering (raises PortTaken when the port was taken)."""
+        self.provider_port, self.provider_url = port, f"http://127.0.0.1:{port}"
         out = (self.workdir / "provider.out").open("ab")
         self.provider = subprocess.Popen(
             [
@@ -250,15 +235,15 @@ class Peers:
             start_new_session=True,
         )
         out.close()
+        self._wait_provider(timeout_s)
 
     def _wait_provider(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.provider is not None and self.provider.poll() is not None:
-                text = (self.workdir / "provider.out").read_text(errors="replace")[-2000:]
-                if "address already in use" in text.lower():
-                    (self.workdir / "provider.out").write_text("")
-                    raise _PortTaken(f"port {self.provider_port} was taken before it was bound")
+                text = check_exit_output(
+                    self.workdir / "provider.out", "provider", self.provider_port
+                )
                 raise SourceUnavailableError(f"sandbox provider exited at start:\n{text}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.provider_url}/_provider/mode", timeout=1).status_code == 200:

@@ -24,13 +24,14 @@ import dataclasses
 import glob
 import os
 import pwd
-import socket
 import subprocess
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
+
+from aura_ops.sandbox.ports import free_port
 
 __all__ = ["Postgres", "start_postgres", "start_standby", "system_postgres_bindir"]
 
@@ -104,12 +105,6 @@ def _run_as() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root, but neither a 'postgres' nor a 'nobody' user exists")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _give_to(path: Path, user: pwd.struct_passwd | None) -> None:
     """Make ``path`` owned by ``user`` (mode 0700) and its parents traversable by it."""
     if user is None:
@@ -156,7 +151,7 @@ def _start_system(path: Path, *, replica_of: str | None = None) -> Postgres:
         )
     user = _run_as()
     _give_to(path, user)
-    port = _free_port()
+    port = free_port()
     sock_dir = path
     if len(str(path)) > 90:  # Unix socket paths are limited to ~107 bytes
         sock_dir = Path(tempfile.mkdtemp(prefix="aura-pg-"))

@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 import nbformat
 import pytest
-import uvicorn
 
 from aura_ops import remediate
 from aura_ops.errors import RemediationRefused
@@ -294,7 +293,7 @@ def receiver_leaks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[s
     from aura_ops.runstore import RunStore
     from aura_ops.server import ServeOptions, create_app
     from aura_ops.server_workers import Job, RedactingFilter, RunOutcome
-    from tests.conftest import write_runbook
+    from tests.conftest import serve_in_thread, write_runbook
 
     tmp = tmp_path_factory.mktemp("receiver")
     write_runbook(tmp, "canary", 'subject = "x"  # what\nrun_id = ""  # runner\n')
@@ -317,7 +316,7 @@ def receiver_leaks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[s
     root.setLevel(logging.DEBUG)
     pages: dict[str, bytes] = {}
     try:
-        with _serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=10) as client:
             for token, status in ((C["am_token"], 202), (C["alert_token"], 403)):
                 headers = {"Authorization": f"Bearer {token}"}  # authentic, then forged
                 answer = client.post("/alertmanager", json=_alert_doc(), headers=headers)
@@ -360,25 +359,6 @@ def _wait_done(store: Any, timeout_s: float = 15) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"no finished run: {store.stats()}")
-
-
-@contextlib.contextmanager
-def _serve(app: Any) -> Iterator[str]:
-    """The app in a real uvicorn server on a free loopback port (its lifespan starts workers)."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws="none")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_secret_given_only_through_extra_env_is_redacted(tmp_path: Path) -> None:

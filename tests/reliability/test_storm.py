@@ -26,13 +26,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from aura_ops.alert_routes import load_routes
 from aura_ops.runstore import RunStore
 from aura_ops.server import ServeOptions, create_app
 from aura_ops.server_workers import Job, RunOutcome
-from tests.conftest import write_runbook
+from tests.conftest import serve_in_thread, write_runbook
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -84,21 +83,13 @@ def receiver(tmp: Path, *, max_queue: int) -> Iterator[tuple[str, RunStore, Runn
     app = create_app(store, load_routes(tmp / "routes.yaml", tmp), runner=runner,
                      options=ServeOptions(workers=2, run_timeout_s=60, output_root=tmp / "out"),
                      environ={"STORM_TOKEN": TOKEN})  # fmt: skip
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on", ws="none")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", store, runner
+        with serve_in_thread(app) as url:
+            try:
+                yield url, store, runner
+            finally:
+                runner.gate.set()  # workers held at the gate must finish for the server to stop
     finally:
-        runner.gate.set()
-        server.should_exit = True
-        thread.join(15)
         store.close()
 
 
